@@ -64,7 +64,8 @@ struct all_to_all_step {
 
 using step = std::variant<broadcast_step, gather_step, scatter_step, all_to_all_step>;
 
-// Stages run in order; the steps of one stage share no source and no destination, so they may run at once.
+// Stages run in order. The steps of one stage have distinct roots and disjoint destinations, and read only
+// data held before the stage starts, so they may run at once.
 struct plan {
   int ranks = 0;
   std::vector<std::vector<step>> stages;
