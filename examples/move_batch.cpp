@@ -1,5 +1,6 @@
 // Moves a sequence batch around a ring of MPI ranks: each rank packs the samples it produced, sends them to
-// the next rank, and the receiver rebuilds the batch and checks every byte against an independent expectation.
+// the next rank, and the receiver rebuilds the batch and checks every byte against an independent
+// expectation.
 //
 //   mpirun -np 2 ./move_batch
 #include <mpi.h>
@@ -28,11 +29,16 @@ constexpr key_schema schema[] = {{"input_ids", dtype::i64}, {"logprobs", dtype::
 // (id, token), so any rank can compute what any sample must hold.
 std::vector<std::int64_t> lengths_of(redist::sample_id id) {
   std::vector<std::int64_t> lens;
-  for (redist::sample_id s = 0; s <= id % 3; ++s) lens.push_back(static_cast<std::int64_t>((id * 7 + s * 5) % 11));
+  for (redist::sample_id s = 0; s <= id % 3; ++s)
+    lens.push_back(static_cast<std::int64_t>((id * 7 + s * 5) % 11));
   return lens;
 }
-std::int64_t token_value(redist::sample_id id, std::int64_t t) { return static_cast<std::int64_t>(id) * 1000 + t; }
-float logprob_value(redist::sample_id id, std::int64_t t) { return -0.5f * static_cast<float>(t) - static_cast<float>(id); }
+std::int64_t token_value(redist::sample_id id, std::int64_t t) {
+  return static_cast<std::int64_t>(id) * 1000 + t;
+}
+float logprob_value(redist::sample_id id, std::int64_t t) {
+  return -0.5f * static_cast<float>(t) - static_cast<float>(id);
+}
 
 // The batch rank `r` produces: samples r*100 .. r*100 + 3 + r % 3.
 batch produce(int r) {
@@ -55,7 +61,8 @@ batch produce(int r) {
   std::memcpy(tok.data(), tokens.data(), tok.nbytes());
   std::memcpy(lp.data(), logprobs.data(), lp.nbytes());
   const redist::seqlen_table table(lens);
-  return batch(ids, {{"input_ids", dtype::i64, {}, table, std::move(tok)}, {"logprobs", dtype::f32, {}, table, std::move(lp)}});
+  return batch(ids, {{"input_ids", dtype::i64, {}, table, std::move(tok)},
+                     {"logprobs", dtype::f32, {}, table, std::move(lp)}});
 }
 
 // Header: [n, ids..., then per key per sample: count, lengths...].
@@ -93,7 +100,8 @@ int main(int argc, char** argv) {
     // 1. The header, size first.
     auto header = encode(mine);
     int out_len = static_cast<int>(header.size()), in_len = 0;
-    check(MPI_Sendrecv(&out_len, 1, MPI_INT, next, 0, &in_len, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    check(MPI_Sendrecv(&out_len, 1, MPI_INT, next, 0, &in_len, 1, MPI_INT, prev, 0, MPI_COMM_WORLD,
+                       MPI_STATUS_IGNORE));
     std::vector<std::int64_t> in(static_cast<std::size_t>(in_len));
     check(MPI_Sendrecv(header.data(), out_len, MPI_INT64_T, next, 1, in.data(), in_len, MPI_INT64_T, prev, 1,
                        MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -113,7 +121,8 @@ int main(int argc, char** argv) {
         for (std::size_t s = 0; s < count; ++s) tokens += in[at + s];
         at += count;
       }
-      fields.push_back({k.name, k.type, {}, std::move(table), redist::host_tensor::uninitialized(k.type, {tokens})});
+      fields.push_back(
+          {k.name, k.type, {}, std::move(table), redist::host_tensor::uninitialized(k.type, {tokens})});
     }
 
     // 3. The bytes, received straight into the final tensors.
@@ -121,7 +130,8 @@ int main(int argc, char** argv) {
       const auto& src = mine.data(schema[k].name);
       auto& dst = *fields[k].data;
       check(MPI_Sendrecv(src.data(), static_cast<int>(src.nbytes()), MPI_BYTE, next, 2, dst.data(),
-                         static_cast<int>(dst.nbytes()), MPI_BYTE, prev, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+                         static_cast<int>(dst.nbytes()), MPI_BYTE, prev, 2, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE));
       moved_bytes += dst.nbytes();
     }
     const batch got(std::move(ids), std::move(fields));

@@ -105,8 +105,8 @@ batch make_batch(const std::vector<model_sample>& samples, const std::vector<key
 }
 
 // Compares a batch with the model, byte for byte, including key order.
-void expect_matches(const batch& b, const std::vector<model_sample>& samples, const std::vector<key_spec>& keys,
-                    bool with_data = true) {
+void expect_matches(const batch& b, const std::vector<model_sample>& samples,
+                    const std::vector<key_spec>& keys, bool with_data = true) {
   REQUIRE(b.size() == samples.size());
   for (std::size_t i = 0; i < samples.size(); ++i) CHECK(b.ids()[i] == samples[i].id);
   REQUIRE(b.keys().size() == keys.size());
@@ -153,7 +153,8 @@ TEST_CASE("sequence_batch: valid batches and accessors") {
   CHECK(b.tokens("x", 0) == 3);
   CHECK(b.total_tokens("x") == 4);
   CHECK(b.sample_bytes("x", 1) == redist::byte_range{24, 8});
-  CHECK_THROWS_WITH_AS(b.tokens("y", 0), "redist::sequence_batch::tokens: unknown key 'y' (keys: 'x')", redist::error);
+  CHECK_THROWS_WITH_AS(b.tokens("y", 0), "redist::sequence_batch::tokens: unknown key 'y' (keys: 'x')",
+                       redist::error);
   CHECK_THROWS_WITH_AS(b.sample_bytes("x", 2),
                        "redist::sequence_batch::sample_bytes: sample position 2 is out of range for 2 ids",
                        redist::error);
@@ -163,12 +164,12 @@ TEST_CASE("sequence_batch: valid batches and accessors") {
 TEST_CASE("sequence_batch: each validation rule names the key, the id and the rule") {
   using V = std::vector<sample_id>;
   SUBCASE("ids are unique") {
-    CHECK_THROWS_WITH_AS(batch(V{4, 7, 4}, {}), "redist::sequence_batch: id 4 appears twice (positions 0 and 2)",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{4, 7, 4}, {}),
+                         "redist::sequence_batch: id 4 appears twice (positions 0 and 2)", redist::error);
   }
   SUBCASE("key names are unique and non-empty") {
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(), x_field()}), "redist::sequence_batch: key 'x' appears twice",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(), x_field()}),
+                         "redist::sequence_batch: key 'x' appears twice", redist::error);
     auto f = x_field();
     f.name.clear();
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {std::move(f)}), "redist::sequence_batch: key 0 has an empty name",
@@ -176,27 +177,30 @@ TEST_CASE("sequence_batch: each validation rule names the key, the id and the ru
   }
   SUBCASE("key sets are consistent: data for all keys or none") {
     field y{"y", dtype::f32, {}, {{1}, {2}}, std::nullopt};
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(), y}),
-                         "redist::sequence_batch: key 'y' has no data but key 'x' has: a batch holds data for all "
-                         "its keys or for none",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(
+        batch(V{5, 9}, {x_field(), y}),
+        "redist::sequence_batch: key 'y' has no data but key 'x' has: a batch holds data for all "
+        "its keys or for none",
+        redist::error);
     batch b(V{5, 9}, {x_field()});
-    CHECK_THROWS_WITH_AS(b.add_key(y),
-                         "redist::sequence_batch::add_key: key 'y' has no data but the batch is not metadata only",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(
+        b.add_key(y),
+        "redist::sequence_batch::add_key: key 'y' has no data but the batch is not metadata only",
+        redist::error);
     CHECK_THROWS_WITH_AS(b.add_key(x_field()), "redist::sequence_batch::add_key: key 'x' already exists",
                          redist::error);
     CHECK(b.keys().size() == 1);  // unchanged
   }
   SUBCASE("one seqlens entry per id") {
     field f{"x", dtype::i32, {2}, {{1, 2}}, std::nullopt};
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {f}), "redist::sequence_batch: key 'x': seqlens has 1 entries for 2 ids",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {f}),
+                         "redist::sequence_batch: key 'x': seqlens has 1 entries for 2 ids", redist::error);
   }
   SUBCASE("lengths are non-negative") {
     field f{"x", dtype::i32, {2}, {{1, 2}, {3, -1}}, std::nullopt};
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {f}),
-                         "redist::sequence_batch: key 'x', id 9: sequence 1 has negative length -1", redist::error);
+                         "redist::sequence_batch: key 'x', id 9: sequence 1 has negative length -1",
+                         redist::error);
   }
   SUBCASE("dim 0 equals the sum of the lengths") {
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {5, 2}))}),
@@ -204,13 +208,15 @@ TEST_CASE("sequence_batch: each validation rule names the key, the id and the ru
                          redist::error);
   }
   SUBCASE("trailing shape matches") {
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {4, 3}))}),
-                         "redist::sequence_batch: key 'x': data has shape [4, 3] but the key declares trailing "
-                         "shape [2]",
-                         redist::error);
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {4}))}),
-                         "redist::sequence_batch: key 'x': data has shape [4] but the key declares trailing shape [2]",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(
+        batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {4, 3}))}),
+        "redist::sequence_batch: key 'x': data has shape [4, 3] but the key declares trailing "
+        "shape [2]",
+        redist::error);
+    CHECK_THROWS_WITH_AS(
+        batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {4}))}),
+        "redist::sequence_batch: key 'x': data has shape [4] but the key declares trailing shape [2]",
+        redist::error);
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {x_field(host_tensor(dtype::i32, {}))}),
                          "redist::sequence_batch: key 'x': data is a scalar; dim 0 must count the tokens",
                          redist::error);
@@ -227,10 +233,11 @@ TEST_CASE("sequence_batch: each validation rule names the key, the id and the ru
   SUBCASE("sizes do not overflow") {
     constexpr auto big = std::numeric_limits<std::int64_t>::max() / 2 + 1;
     field tokens{"x", dtype::u8, {}, {{1}, {big, big}}, std::nullopt};
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {tokens}), "redist::sequence_batch: key 'x', id 9: token count overflows",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {tokens}),
+                         "redist::sequence_batch: key 'x', id 9: token count overflows", redist::error);
     field bytes{"x", dtype::f64, {}, {{big / 2}, {1}}, std::nullopt};
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {bytes}), doctest::Contains("bytes overflow the size type"), redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {bytes}), doctest::Contains("bytes overflow the size type"),
+                         redist::error);
     field rows{"x", dtype::f64, {big, 4}, {{1}, {1}}, std::nullopt};
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {rows}),
                          "redist::sequence_batch: key 'x': trailing shape [4611686018427387904, 4] overflows",
@@ -248,13 +255,15 @@ TEST_CASE("sequence_batch: each validation rule names the key, the id and the ru
     batch b(V{5, 9}, {x_field()});
     CHECK_NOTHROW(b.validate());
     b.data("x") = host_tensor(dtype::i32, {3, 2});
-    CHECK_THROWS_WITH_AS(b.validate(), "redist::sequence_batch: key 'x': data has 3 rows but its seqlens sum to 4 tokens",
+    CHECK_THROWS_WITH_AS(b.validate(),
+                         "redist::sequence_batch: key 'x': data has 3 rows but its seqlens sum to 4 tokens",
                          redist::error);
   }
   SUBCASE("metadata-only batches have no tensors to hand out") {
     batch b(V{5, 9}, {x_field(std::nullopt)});
     CHECK_FALSE(b.has_data());
-    CHECK_THROWS_WITH_AS(b.data("x"), "redist::sequence_batch::data: key 'x' has no data (metadata-only batch)",
+    CHECK_THROWS_WITH_AS(b.data("x"),
+                         "redist::sequence_batch::data: key 'x' has no data (metadata-only batch)",
                          redist::error);
   }
 }
@@ -334,8 +343,8 @@ TEST_CASE("sequence_batch: operations reject bad requests and leave the batch un
     CHECK_THROWS_WITH_AS(b.select({id0, 1}), "redist::sequence_batch::select: id 1 is not in the batch",
                          redist::error);
     CHECK_THROWS_WITH_AS(b.select({id0, id1, id0}),
-                         doctest::Contains(("redist::sequence_batch::select: requested id " + std::to_string(id0) +
-                                            " appears twice")
+                         doctest::Contains(("redist::sequence_batch::select: requested id " +
+                                            std::to_string(id0) + " appears twice")
                                                .c_str()),
                          redist::error);
     CHECK_THROWS_WITH_AS(b.select({id0}, {"mask", "nope"}), doctest::Contains("select: unknown key 'nope'"),
@@ -345,14 +354,16 @@ TEST_CASE("sequence_batch: operations reject bad requests and leave the batch un
   }
   SUBCASE("update") {
     std::vector<model_sample> fewer(samples.begin(), samples.begin() + 3);
-    CHECK_THROWS_WITH_AS(b.update(make_batch(fewer)), "redist::sequence_batch::update: the update has 3 ids, the batch 4",
-                         redist::error);
+    CHECK_THROWS_WITH_AS(b.update(make_batch(fewer)),
+                         "redist::sequence_batch::update: the update has 3 ids, the batch 4", redist::error);
     auto other = make_samples(rng, 4, 5000);
-    CHECK_THROWS_WITH_AS(b.update(make_batch(other)),
-                         ("redist::sequence_batch::update: id " + std::to_string(id0) + " is not in the update").c_str(),
-                         redist::error);
+    CHECK_THROWS_WITH_AS(
+        b.update(make_batch(other)),
+        ("redist::sequence_batch::update: id " + std::to_string(id0) + " is not in the update").c_str(),
+        redist::error);
     CHECK_THROWS_WITH_AS(b.update(make_batch(samples, {specs[0]}, false)),
-                         "redist::sequence_batch::update: the batch holds data but the update lacks it", redist::error);
+                         "redist::sequence_batch::update: the batch holds data but the update lacks it",
+                         redist::error);
     expect_matches(b, samples, specs);
   }
   SUBCASE("gather") {
@@ -362,7 +373,8 @@ TEST_CASE("sequence_batch: operations reject bad requests and leave the batch un
     two.push_back(make_batch(other, {specs[0], specs[2], specs[1], specs[3]}));
     CHECK_NOTHROW(redist::gather(two));  // key order may differ; the first batch's order wins
     two[1] = make_batch(other, {specs[0], specs[1]});
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has 2 keys, batch 0 has 4", redist::error);
+    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has 2 keys, batch 0 has 4",
+                         redist::error);
     const batch plain = make_batch(other);
     auto renamed = plain.fields();
     renamed[3].name = "attention";
@@ -372,14 +384,16 @@ TEST_CASE("sequence_batch: operations reject bad requests and leave the batch un
     retyped[1].dtype = dtype::f16;
     retyped[1].data = host_tensor(dtype::f16, {plain.total_tokens("logprobs")});
     two[1] = batch({plain.ids().begin(), plain.ids().end()}, retyped, plain.metadata());
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: key 'logprobs' is f16[] in batch 1 but f32[] in batch 0",
+    CHECK_THROWS_WITH_AS(redist::gather(two),
+                         "redist::gather: key 'logprobs' is f16[] in batch 1 but f32[] in batch 0",
                          redist::error);
     two[1] = make_batch(other, specs, false);
     CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has 4 keys (no data), batch 0 has 4",
                          redist::error);
     two[1] = make_batch({samples[2]});
-    CHECK_THROWS_WITH_AS(redist::gather(two),
-                         doctest::Contains(("id " + std::to_string(samples[2].id) + " appears twice").c_str()), redist::error);
+    CHECK_THROWS_WITH_AS(
+        redist::gather(two),
+        doctest::Contains(("id " + std::to_string(samples[2].id) + " appears twice").c_str()), redist::error);
     two[1] = make_batch(other);
     two[1].set_metadata("extra", {"a", "b", "c"});
     CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has other metadata names than batch 0",
@@ -391,10 +405,16 @@ TEST_CASE("sequence_batch over host_tensor_view: validation and byte ranges with
   std::vector<std::int32_t> storage(8);
   std::iota(storage.begin(), storage.end(), 0);
   using view_batch = redist::sequence_batch<redist::host_tensor_view>;
-  view_batch b({5, 9}, {{"x", dtype::i32, {2}, {{1, 2}, {1}}, redist::host_tensor_view(storage.data(), dtype::i32, {4, 2})}});
+  view_batch b(
+      {5, 9},
+      {{"x", dtype::i32, {2}, {{1, 2}, {1}}, redist::host_tensor_view(storage.data(), dtype::i32, {4, 2})}});
   CHECK(b.sample_bytes("x", 1) == redist::byte_range{24, 8});
   CHECK(b.data("x").data() == storage.data());
-  CHECK_THROWS_WITH_AS(
-      view_batch({5, 9}, {{"x", dtype::i32, {2}, {{1, 2}, {2}}, redist::host_tensor_view(storage.data(), dtype::i32, {4, 2})}}),
-      "redist::sequence_batch: key 'x': data has 4 rows but its seqlens sum to 5 tokens", redist::error);
+  CHECK_THROWS_WITH_AS(view_batch({5, 9}, {{"x",
+                                            dtype::i32,
+                                            {2},
+                                            {{1, 2}, {2}},
+                                            redist::host_tensor_view(storage.data(), dtype::i32, {4, 2})}}),
+                       "redist::sequence_batch: key 'x': data has 4 rows but its seqlens sum to 5 tokens",
+                       redist::error);
 }

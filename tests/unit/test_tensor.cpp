@@ -61,10 +61,12 @@ struct redist::tensor_traits<user::shapeless> {
 
 static_assert(redist::tensor_like<user::blob> && redist::allocatable_tensor<user::blob>);
 static_assert(!redist::tensor_like<user::shapeless>);
-static_assert(!redist::detail::traits_have_shape<user::shapeless> && redist::detail::traits_have_data<user::shapeless>);
+static_assert(!redist::detail::traits_have_shape<user::shapeless> &&
+              redist::detail::traits_have_data<user::shapeless>);
 static_assert(!redist::tensor_like<std::vector<float>>);  // no traits at all
 static_assert(redist::tensor_like<redist::host_tensor> && redist::allocatable_tensor<redist::host_tensor>);
-static_assert(redist::tensor_like<redist::host_tensor_view> && !redist::allocatable_tensor<redist::host_tensor_view>);
+static_assert(redist::tensor_like<redist::host_tensor_view> &&
+              !redist::allocatable_tensor<redist::host_tensor_view>);
 
 TEST_CASE("a user tensor type works in sequence_batch through its traits alone") {
   auto t = redist::tensor_traits<user::blob>::allocate(redist::dtype::i16, std::vector<std::int64_t>{5, 2});
@@ -74,8 +76,9 @@ TEST_CASE("a user tensor type works in sequence_batch through its traits alone")
   REQUIRE(s.data("k").dims == std::vector<int>{2, 2});
   for (std::size_t i = 0; i < 8; ++i) CHECK((*s.data("k").storage)[i] == static_cast<unsigned char>(12 + i));
   t.contiguous = false;
-  CHECK_THROWS_WITH_AS((redist::sequence_batch<user::blob>({3, 1}, {{"k", redist::dtype::i16, {2}, {{2, 1}, {2}}, t}})),
-                       "redist::sequence_batch: key 'k': data is not contiguous", redist::error);
+  CHECK_THROWS_WITH_AS(
+      (redist::sequence_batch<user::blob>({3, 1}, {{"k", redist::dtype::i16, {2}, {{2, 1}, {2}}, t}})),
+      "redist::sequence_batch: key 'k': data is not contiguous", redist::error);
 }
 
 TEST_CASE("host_tensor: aligned, zero-filled, deep copies, cheap moves, typed access") {
@@ -95,7 +98,8 @@ TEST_CASE("host_tensor: aligned, zero-filled, deep copies, cheap moves, typed ac
   redist::host_tensor moved = std::move(t);
   CHECK(moved.data() == before);
   CHECK(t.nbytes() == 0);  // NOLINT(bugprone-use-after-move): a moved-from tensor is empty
-  CHECK_THROWS_WITH_AS(moved.values<float>(), "redist::host_tensor::values: tensor holds i32, not f32", redist::error);
+  CHECK_THROWS_WITH_AS(moved.values<float>(), "redist::host_tensor::values: tensor holds i32, not f32",
+                       redist::error);
   CHECK_THROWS_WITH_AS(redist::host_tensor(redist::dtype::f32, {2, -1}),
                        "redist::host_tensor: extent -1 of dim 1 is negative", redist::error);
   CHECK_THROWS_WITH_AS(redist::host_tensor(redist::dtype::f64, {1LL << 40, 1LL << 30}),

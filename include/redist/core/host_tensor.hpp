@@ -33,14 +33,15 @@ inline std::size_t dense_bytes(redist::dtype t, std::span<const std::int64_t> sh
 }  // namespace detail
 
 class host_tensor {
-public:
+ public:
   static constexpr std::size_t alignment = 64;
 
   // An empty one-dimensional f32 tensor.
   host_tensor() : shape_{0} {}
 
   // Zero-filled.
-  host_tensor(redist::dtype t, std::vector<std::int64_t> shape) : host_tensor(t, std::move(shape), no_fill{}) {
+  host_tensor(redist::dtype t, std::vector<std::int64_t> shape)
+      : host_tensor(t, std::move(shape), no_fill{}) {
     if (nbytes_ != 0) std::memset(bytes_.get(), 0, nbytes_);
   }
 
@@ -94,7 +95,7 @@ public:
     return {static_cast<const T*>(data()), numel()};
   }
 
-private:
+ private:
   struct no_fill {};
   struct aligned_delete {
     void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{alignment}); }
@@ -121,18 +122,19 @@ private:
 // Non-owning: the viewed buffer must outlive the view. It cannot allocate, so batches of views support
 // validation and byte ranges but not the operations that build new tensors.
 class host_tensor_view {
-public:
+ public:
   host_tensor_view(void* data, redist::dtype t, std::vector<std::int64_t> shape)
       : data_(data), dtype_(t), shape_(std::move(shape)) {
     detail::dense_bytes(dtype_, shape_, "redist::host_tensor_view");
   }
-  host_tensor_view(host_tensor& t) : host_tensor_view(t.data(), t.dtype(), {t.shape().begin(), t.shape().end()}) {}
+  host_tensor_view(host_tensor& t)
+      : host_tensor_view(t.data(), t.dtype(), {t.shape().begin(), t.shape().end()}) {}
 
   redist::dtype dtype() const noexcept { return dtype_; }
   std::span<const std::int64_t> shape() const noexcept { return shape_; }
   void* data() const noexcept { return data_; }
 
-private:
+ private:
   void* data_;
   redist::dtype dtype_;
   std::vector<std::int64_t> shape_;

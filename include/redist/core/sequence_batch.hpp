@@ -28,7 +28,7 @@ using sample_id = std::uint64_t;
 
 // For each sample, the list of its sequence lengths, stored flat: one allocation however many samples.
 class seqlen_table {
-public:
+ public:
   seqlen_table() = default;
   seqlen_table(std::initializer_list<std::initializer_list<std::int64_t>> lists) {
     for (const auto& l : lists) push_back({l.begin(), l.size()});
@@ -52,7 +52,7 @@ public:
   }
   friend bool operator==(const seqlen_table&, const seqlen_table&) = default;
 
-private:
+ private:
   std::vector<std::int64_t> lengths_;
   std::vector<std::size_t> begin_{0};
 };
@@ -104,7 +104,7 @@ class sequence_batch {
   static_assert(detail::diagnose_tensor_like<Tensor>());
   using traits = tensor_traits<Tensor>;
 
-public:
+ public:
   using tensor_type = Tensor;
   using field = key_field<Tensor>;
 
@@ -201,9 +201,7 @@ public:
   }
 
   // One batch per sample, in ids() order.
-  std::vector<sequence_batch> unpack() const
-    requires detail::host_allocatable<Tensor>
-  {
+  std::vector<sequence_batch> unpack() const requires detail::host_allocatable<Tensor> {
     std::vector<sequence_batch> out;
     out.reserve(size());
     for (std::size_t i = 0; i < size(); ++i) {
@@ -214,9 +212,8 @@ public:
   }
 
   // The samples `ids` (in that order) with the keys `keys` (in that order); all keys when `keys` is empty.
-  sequence_batch select(const std::vector<sample_id>& ids, const std::vector<std::string>& keys = {}) const
-    requires detail::host_allocatable<Tensor>
-  {
+  sequence_batch select(const std::vector<sample_id>& ids, const std::vector<std::string>& keys = {})
+      const requires detail::host_allocatable<Tensor> {
     std::vector<std::size_t> positions;
     positions.reserve(ids.size());
     for (sample_id id : ids) {
@@ -238,11 +235,10 @@ public:
   // Merges the keys of `other`, which must hold exactly the same ids (in any order): its keys are added,
   // or replace keys of the same name; its metadata entries likewise. Pass an rvalue whose ids are in the
   // same order to move its tensors instead of copying them.
-  void update(sequence_batch other)
-    requires detail::host_allocatable<Tensor>
-  {
+  void update(sequence_batch other) requires detail::host_allocatable<Tensor> {
     if (other.size() != size())
-      detail::fail("redist::sequence_batch::update: the update has ", other.size(), " ids, the batch ", size());
+      detail::fail("redist::sequence_batch::update: the update has ", other.size(), " ids, the batch ",
+                   size());
     std::vector<std::size_t> positions(size());
     for (std::size_t i = 0; i < size(); ++i) {
       auto pos = other.find(ids_[i]);
@@ -273,10 +269,10 @@ public:
   }
 
   template <class T>
-    requires detail::host_allocatable<T>
+  requires detail::host_allocatable<T>
   friend sequence_batch<T> gather(std::span<const sequence_batch<T>> batches);
 
-private:
+ private:
   std::optional<std::size_t> find_key(std::string_view key) const noexcept {
     for (std::size_t k = 0; k < fields_.size(); ++k)
       if (fields_[k].name == key) return k;
@@ -292,8 +288,8 @@ private:
 
   std::size_t checked_sample(std::size_t sample, const char* fn) const {
     if (sample >= size())
-      detail::fail("redist::sequence_batch::", fn, ": sample position ", sample, " is out of range for ", size(),
-                   " ids");
+      detail::fail("redist::sequence_batch::", fn, ": sample position ", sample, " is out of range for ",
+                   size(), " ids");
     return sample;
   }
 
@@ -306,12 +302,12 @@ private:
                                             std::string_view who = "redist::sequence_batch:") {
     std::vector<std::size_t> order(ids.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      return ids[a] != ids[b] ? ids[a] < ids[b] : a < b;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return ids[a] != ids[b] ? ids[a] < ids[b] : a < b; });
     for (std::size_t i = 1; i < order.size(); ++i) {
       if (ids[order[i]] == ids[order[i - 1]])
-        detail::fail(who, " id ", ids[order[i]], " appears twice (positions ", order[i - 1], " and ", order[i], ")");
+        detail::fail(who, " id ", ids[order[i]], " appears twice (positions ", order[i - 1], " and ",
+                     order[i], ")");
     }
     return order;
   }
@@ -335,14 +331,14 @@ private:
   detail::key_layout check_key(const field& f) const {
     const std::size_t n = ids_.size();
     if (f.seqlens.size() != n)
-      detail::fail("redist::sequence_batch: key '", f.name, "': seqlens has ", f.seqlens.size(), " entries for ", n,
-                   " ids");
+      detail::fail("redist::sequence_batch: key '", f.name, "': seqlens has ", f.seqlens.size(),
+                   " entries for ", n, " ids");
     detail::key_layout l;
     l.row_bytes = size_of(f.dtype);
     for (std::int64_t e : f.trailing_shape) {
       if (e < 0 || !detail::checked_mul(l.row_bytes, static_cast<std::size_t>(e), l.row_bytes))
-        detail::fail("redist::sequence_batch: key '", f.name, "': trailing shape ", detail::shape_string(f.trailing_shape),
-                     e < 0 ? " has a negative extent" : " overflows");
+        detail::fail("redist::sequence_batch: key '", f.name, "': trailing shape ",
+                     detail::shape_string(f.trailing_shape), e < 0 ? " has a negative extent" : " overflows");
     }
     l.offsets.resize(n + 1);
     for (std::size_t i = 0; i < n; ++i) {
@@ -374,13 +370,14 @@ private:
     std::vector<std::int64_t> shape(rank);
     for (std::size_t d = 0; d < rank; ++d) shape[d] = static_cast<std::int64_t>(traits::extent(t, d));
     if (rank == 0)
-      detail::fail("redist::sequence_batch: key '", f.name, "': data is a scalar; dim 0 must count the tokens");
+      detail::fail("redist::sequence_batch: key '", f.name,
+                   "': data is a scalar; dim 0 must count the tokens");
     if (!std::equal(shape.begin() + 1, shape.end(), f.trailing_shape.begin(), f.trailing_shape.end()))
       detail::fail("redist::sequence_batch: key '", f.name, "': data has shape ", detail::shape_string(shape),
                    " but the key declares trailing shape ", detail::shape_string(f.trailing_shape));
     if (shape[0] != tokens)
-      detail::fail("redist::sequence_batch: key '", f.name, "': data has ", shape[0], " rows but its seqlens sum to ",
-                   tokens, " tokens");
+      detail::fail("redist::sequence_batch: key '", f.name, "': data has ", shape[0],
+                   " rows but its seqlens sum to ", tokens, " tokens");
     if constexpr (detail::traits_have_contiguity<Tensor>) {
       if (!traits::is_contiguous(t))
         detail::fail("redist::sequence_batch: key '", f.name, "': data is not contiguous");
@@ -389,15 +386,16 @@ private:
 
   void check_metadata_entry(std::string_view name, const std::vector<std::string>& values) const {
     if (values.size() != size())
-      detail::fail("redist::sequence_batch: metadata '", name, "' has ", values.size(), " values for ", size(),
-                   " ids");
+      detail::fail("redist::sequence_batch: metadata '", name, "' has ", values.size(), " values for ",
+                   size(), " ids");
   }
   void check_metadata(const metadata_map& m) const {
     for (const auto& [name, values] : m) check_metadata_entry(name, values);
   }
 
   // A new batch of the samples at `positions` (keys at `keys`, or all): each key's tensor allocated once.
-  sequence_batch take(std::span<const std::size_t> positions, const std::vector<std::size_t>* keys = nullptr) const {
+  sequence_batch take(std::span<const std::size_t> positions,
+                      const std::vector<std::size_t>* keys = nullptr) const {
     const std::size_t nkeys = keys ? keys->size() : fields_.size();
     std::vector<sample_id> ids(positions.size());
     for (std::size_t i = 0; i < positions.size(); ++i) ids[i] = ids_[positions[i]];
@@ -406,9 +404,12 @@ private:
     for (std::size_t j = 0; j < nkeys; ++j) {
       const std::size_t k = keys ? (*keys)[j] : j;
       const sequence_batch* sources[] = {this};
-      fields.push_back(assemble(fields_[k], std::span{sources}, [&](std::size_t i) {
-        return std::pair{std::size_t{0}, positions[i]};
-      }, positions.size()));
+      fields.push_back(assemble(
+          fields_[k], std::span{sources},
+          [&](std::size_t i) {
+            return std::pair{std::size_t{0}, positions[i]};
+          },
+          positions.size()));
     }
     metadata_map metadata;
     for (const auto& [name, values] : metadata_) {
@@ -443,7 +444,8 @@ private:
       if (!like.data) continue;
       const auto* base = static_cast<const std::byte*>(traits::data(*src.fields_[k].data));
       const std::size_t rb = src.layouts_[k].row_bytes;
-      piece p{base + static_cast<std::size_t>(off[pos]) * rb, static_cast<std::size_t>(off[pos + 1] - off[pos]) * rb};
+      piece p{base + static_cast<std::size_t>(off[pos]) * rb,
+              static_cast<std::size_t>(off[pos + 1] - off[pos]) * rb};
       if (!pieces.empty() && pieces.back().src + pieces.back().bytes == p.src)
         pieces.back().bytes += p.bytes;
       else if (p.bytes != 0)
@@ -465,15 +467,15 @@ private:
   std::vector<sample_id> ids_;
   std::vector<field> fields_;
   metadata_map metadata_;
-  std::vector<std::size_t> order_;             // positions sorted by id
-  std::vector<detail::key_layout> layouts_;    // parallel to fields_
+  std::vector<std::size_t> order_;           // positions sorted by id
+  std::vector<detail::key_layout> layouts_;  // parallel to fields_
 };
 
 // Concatenates batches: every batch must have the same keys (dtype and trailing shape alike), the same
 // metadata names, and data for all or none; ids must be distinct across batches.
 template <class Tensor>
-  requires detail::host_allocatable<Tensor>
-sequence_batch<Tensor> gather(std::span<const sequence_batch<Tensor>> batches) {
+requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
+    std::span<const sequence_batch<Tensor>> batches) {
   using batch = sequence_batch<Tensor>;
   if (batches.empty()) return {};
   const batch& first = batches.front();
@@ -482,15 +484,17 @@ sequence_batch<Tensor> gather(std::span<const sequence_batch<Tensor>> batches) {
     const batch& x = batches[b];
     total += x.size();
     if (x.fields_.size() != first.fields_.size() || x.has_data() != first.has_data())
-      detail::fail("redist::gather: batch ", b, " has ", x.fields_.size(), " keys", x.has_data() ? "" : " (no data)",
-                   ", batch 0 has ", first.fields_.size(), first.has_data() ? "" : " (no data)");
+      detail::fail("redist::gather: batch ", b, " has ", x.fields_.size(), " keys",
+                   x.has_data() ? "" : " (no data)", ", batch 0 has ", first.fields_.size(),
+                   first.has_data() ? "" : " (no data)");
     for (const auto& f : first.fields_) {
       auto k = x.find_key(f.name);
       if (!k) detail::fail("redist::gather: batch ", b, " lacks key '", f.name, "'");
       const auto& g = x.fields_[*k];
       if (g.dtype != f.dtype || g.trailing_shape != f.trailing_shape)
-        detail::fail("redist::gather: key '", f.name, "' is ", name(g.dtype), detail::shape_string(g.trailing_shape),
-                     " in batch ", b, " but ", name(f.dtype), detail::shape_string(f.trailing_shape), " in batch 0");
+        detail::fail("redist::gather: key '", f.name, "' is ", name(g.dtype),
+                     detail::shape_string(g.trailing_shape), " in batch ", b, " but ", name(f.dtype),
+                     detail::shape_string(f.trailing_shape), " in batch 0");
     }
     if (x.metadata_.size() != first.metadata_.size() ||
         !std::equal(x.metadata_.begin(), x.metadata_.end(), first.metadata_.begin(),
@@ -511,7 +515,8 @@ sequence_batch<Tensor> gather(std::span<const sequence_batch<Tensor>> batches) {
   }
   std::vector<typename batch::field> fields;
   for (const auto& f : first.fields_)
-    fields.push_back(batch::assemble(f, sources, [&](std::size_t i) { return where[i]; }, total));
+    fields.push_back(batch::assemble(
+        f, sources, [&](std::size_t i) { return where[i]; }, total));
   metadata_map metadata;
   for (const auto& [name, values] : first.metadata_) {
     auto& out = metadata[name];
@@ -525,8 +530,8 @@ sequence_batch<Tensor> gather(std::span<const sequence_batch<Tensor>> batches) {
 }
 
 template <class Tensor>
-  requires detail::host_allocatable<Tensor>
-sequence_batch<Tensor> gather(const std::vector<sequence_batch<Tensor>>& batches) {
+requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
+    const std::vector<sequence_batch<Tensor>>& batches) {
   return gather(std::span<const sequence_batch<Tensor>>(batches));
 }
 

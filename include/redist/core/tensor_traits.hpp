@@ -11,7 +11,8 @@
 
 namespace redist {
 
-// Where a tensor's bytes live: host memory can be touched by the CPU and MPI; device memory needs NCCL or a copy.
+// Where a tensor's bytes live: host memory can be touched by the CPU and MPI; device memory needs NCCL or a
+// copy.
 enum class memory_space : std::uint8_t { host, device };
 
 // Specialize for a tensor type T. A tensor is dense, row-major and contiguous:
@@ -37,7 +38,9 @@ struct tensor_traits {
 namespace detail {
 
 template <class T>
-concept traits_specialized = !requires { tensor_traits<T>::redist_unspecialized; };
+concept traits_specialized = !requires {
+  tensor_traits<T>::redist_unspecialized;
+};
 
 template <class T>
 concept traits_have_space = requires {
@@ -74,8 +77,9 @@ constexpr bool diagnose_tensor_like() {
   static_assert(s,
                 "redist::tensor_like<T>: redist::tensor_traits<T> is not specialized for this type; "
                 "specialize it (see redist/core/tensor_traits.hpp)");
-  static_assert(!s || traits_have_space<T>,
-                "redist::tensor_like<T>: tensor_traits<T> lacks `static constexpr redist::memory_space space`");
+  static_assert(
+      !s || traits_have_space<T>,
+      "redist::tensor_like<T>: tensor_traits<T> lacks `static constexpr redist::memory_space space`");
   static_assert(!s || traits_have_data<T>,
                 "redist::tensor_like<T>: tensor_traits<T> lacks `static void* data(T&)` and "
                 "`static const void* data(const T&)`");
@@ -91,12 +95,12 @@ constexpr bool diagnose_tensor_like() {
 
 template <class T>
 concept tensor_like = detail::traits_specialized<T> && detail::traits_have_space<T> &&
-                      detail::traits_have_data<T> && detail::traits_have_dtype<T> &&
-                      detail::traits_have_shape<T>;
+    detail::traits_have_data<T> && detail::traits_have_dtype<T> && detail::traits_have_shape<T>;
 
 // A tensor_like type whose traits can also create tensors.
 template <class T>
-concept allocatable_tensor = tensor_like<T> && requires(redist::dtype t, std::span<const std::int64_t> shape) {
+concept allocatable_tensor = tensor_like<T> &&
+    requires(redist::dtype t, std::span<const std::int64_t> shape) {
   { tensor_traits<T>::allocate(t, shape) } -> std::same_as<T>;
 };
 

@@ -22,10 +22,12 @@ namespace detail {
 
 // Payloads deduplicated by (source, key, ids): replicas that want the same samples share one staged buffer.
 class payload_table {
-public:
-  std::uint32_t intern(all_to_all_step& a2a, int src, std::uint32_t key, std::span<const std::uint32_t> positions,
-                       std::span<const std::uint32_t> list, const storage_tracker& tracker) {
-    std::uint64_t h = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 | key) * 0x9e3779b97f4a7c15ull;
+ public:
+  std::uint32_t intern(all_to_all_step& a2a, int src, std::uint32_t key,
+                       std::span<const std::uint32_t> positions, std::span<const std::uint32_t> list,
+                       const storage_tracker& tracker) {
+    std::uint64_t h =
+        (static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 | key) * 0x9e3779b97f4a7c15ull;
     for (auto p : positions) h = (h ^ list[p]) * 1099511628211ull;
     for (auto [it, end] = index_.equal_range(h); it != end; ++it) {
       const auto& c = a2a.payloads[it->second];
@@ -44,7 +46,7 @@ public:
     return index;
   }
 
-private:
+ private:
   std::unordered_multimap<std::uint64_t, std::uint32_t> index_;
 };
 
@@ -78,7 +80,8 @@ inline plan plan_all_to_all(const storage_tracker& tracker, std::span<const id_l
       const bool local = h / rpn == node;
       const auto hl = load[static_cast<std::size_t>(h)];
       if (best < 0 || local > best_local ||
-          (local == best_local && hl < load[static_cast<std::size_t>(best)])) {  // holders ascend: ties keep lowest
+          (local == best_local &&
+           hl < load[static_cast<std::size_t>(best)])) {  // holders ascend: ties keep lowest
         best = h;
         best_local = local;
       }
@@ -93,7 +96,8 @@ inline plan plan_all_to_all(const storage_tracker& tracker, std::span<const id_l
     // Positions into the list, per source: `shared` when every member needs the id, else per member.
     std::vector<std::pair<int, std::vector<std::uint32_t>>> shared;
     std::vector<std::vector<std::pair<int, std::vector<std::uint32_t>>>> own;
-    auto slot = [](std::vector<std::pair<int, std::vector<std::uint32_t>>>& v, int src) -> std::vector<std::uint32_t>& {
+    auto slot = [](std::vector<std::pair<int, std::vector<std::uint32_t>>>& v,
+                   int src) -> std::vector<std::uint32_t>& {
       for (auto& [s, list] : v)
         if (s == src) return list;
       return v.emplace_back(src, std::vector<std::uint32_t>{}).second;
@@ -145,12 +149,14 @@ inline plan plan_all_to_all(const storage_tracker& tracker, std::span<const id_l
                 auto cached = std::find_if(shared_payload.begin(), shared_payload.end(),
                                            [&](const auto& c) { return c.first == src; });
                 if (cached == shared_payload.end())
-                  cached = shared_payload.insert(cached, {src, payloads.intern(a2a, src, kj, *a, list, tracker)});
+                  cached =
+                      shared_payload.insert(cached, {src, payloads.intern(a2a, src, kj, *a, list, tracker)});
                 payload = cached->second;
               } else {
                 merged.clear();
                 if (a) std::merge(a->begin(), a->end(), b->begin(), b->end(), std::back_inserter(merged));
-                payload = payloads.intern(a2a, src, kj, a ? std::span<const std::uint32_t>(merged) : *b, list, tracker);
+                payload = payloads.intern(a2a, src, kj, a ? std::span<const std::uint32_t>(merged) : *b, list,
+                                          tracker);
               }
               a2a.routes.push_back({src, members[m], payload});
             }

@@ -1,5 +1,6 @@
-// redist::check_plan: runs a plan on a copy of the tracker's holdings, step by step, and reports whether every
-// rank ends with every (id, key) it wants, what was delivered needlessly, and any step whose source lacked data.
+// redist::check_plan: runs a plan on a copy of the tracker's holdings, step by step, and reports whether
+// every rank ends with every (id, key) it wants, what was delivered needlessly, and any step whose source
+// lacked data.
 #pragma once
 
 #include <cstddef>
@@ -29,7 +30,7 @@ struct plan_check {
 namespace detail {
 
 class plan_simulator {
-public:
+ public:
   plan_simulator(const storage_tracker& t, std::span<const id_list> wants, std::span<const std::string> keys)
       : t_(t), held_(static_cast<std::size_t>(t.ranks())), wanted_(static_cast<std::size_t>(t.ranks())) {
     for (int r = 0; r < t.ranks(); ++r)
@@ -41,8 +42,10 @@ public:
         for (const auto& key : keys) {
           const auto i = t.find_id(id);
           const auto k = t.find_key(key);
-          if (i && k) wanted_[r].insert(code(*i, *k));
-          else problem("rank ", r, " wants id ", id, ", key '", key, "', which the tracker does not know");
+          if (i && k)
+            wanted_[r].insert(code(*i, *k));
+          else
+            problem("rank ", r, " wants id ", id, ", key '", key, "', which the tracker does not know");
         }
   }
 
@@ -61,12 +64,13 @@ public:
       for (auto c : wanted_[r])
         if (!held_[r].count(c)) {
           ++report_.missing;
-          problem("rank ", r, " lacks id ", t_.ids()[c / nkeys()], ", key '", t_.keys()[c % nkeys()], "' at the end");
+          problem("rank ", r, " lacks id ", t_.ids()[c / nkeys()], ", key '", t_.keys()[c % nkeys()],
+                  "' at the end");
         }
     return report_;
   }
 
-private:
+ private:
   std::size_t nkeys() const noexcept { return t_.keys().size(); }
   std::uint64_t code(std::size_t i, std::size_t k) const noexcept { return i * nkeys() + k; }
 
@@ -117,13 +121,16 @@ private:
     for (int d : s.dsts) send(s.root, d, s.ids, s.keys, q);
   }
   void apply(const gather_step& s, queue& q) {
-    if (s.ids.size() != s.srcs.size()) problem(where_, ": ", s.ids.size(), " id lists for ", s.srcs.size(), " sources");
-    for (std::size_t i = 0; i < s.srcs.size() && i < s.ids.size(); ++i) send(s.srcs[i], s.root, s.ids[i], s.keys, q);
+    if (s.ids.size() != s.srcs.size())
+      problem(where_, ": ", s.ids.size(), " id lists for ", s.srcs.size(), " sources");
+    for (std::size_t i = 0; i < s.srcs.size() && i < s.ids.size(); ++i)
+      send(s.srcs[i], s.root, s.ids[i], s.keys, q);
   }
   void apply(const scatter_step& s, queue& q) {
     if (s.ids.size() != s.dsts.size())
       problem(where_, ": ", s.ids.size(), " id lists for ", s.dsts.size(), " destinations");
-    for (std::size_t i = 0; i < s.dsts.size() && i < s.ids.size(); ++i) send(s.root, s.dsts[i], s.ids[i], s.keys, q);
+    for (std::size_t i = 0; i < s.dsts.size() && i < s.ids.size(); ++i)
+      send(s.root, s.dsts[i], s.ids[i], s.keys, q);
   }
   void apply(const all_to_all_step& s, queue& q) {
     for (const auto& r : s.routes) {

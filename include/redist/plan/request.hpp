@@ -41,12 +41,14 @@ inline resolved_request resolve_request(const char* who, const storage_tracker& 
   const int ranks = tracker.ranks();
   if (wants.size() > static_cast<std::size_t>(ranks))
     fail(who, ": wants names ", wants.size(), " ranks but the tracker has ", ranks);
-  if (options.ranks_per_node < 1) fail(who, ": ranks_per_node is ", options.ranks_per_node, ", must be at least 1");
+  if (options.ranks_per_node < 1)
+    fail(who, ": ranks_per_node is ", options.ranks_per_node, ", must be at least 1");
   resolved_request r;
   for (const auto& key : keys) {
     const auto k = tracker.find_key(key);
     if (!k) fail(who, ": unknown key '", key, "': no rank holds it");
-    if (std::find(r.keys.begin(), r.keys.end(), *k) != r.keys.end()) fail(who, ": key '", key, "' requested twice");
+    if (std::find(r.keys.begin(), r.keys.end(), *k) != r.keys.end())
+      fail(who, ": key '", key, "' requested twice");
     r.keys.push_back(*k);
   }
   if (options.key_groups.empty()) {
@@ -90,7 +92,8 @@ inline resolved_request resolve_request(const char* who, const storage_tracker& 
         if (!i) fail(who, ": rank ", rank, " wants id ", id, ", which no rank holds");
         for (std::size_t k : r.keys)
           if (!tracker.has(*i, k))
-            fail(who, ": rank ", rank, " wants id ", id, ", key '", tracker.keys()[k], "', which no rank holds");
+            fail(who, ": rank ", rank, " wants id ", id, ", key '", tracker.keys()[k],
+                 "', which no rank holds");
         list.push_back(static_cast<std::uint32_t>(*i));
       }
       std::vector<std::uint32_t> sorted = list;

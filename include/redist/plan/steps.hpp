@@ -1,5 +1,6 @@
 // The plan a planner makes: broadcast, gather, scatter and all-to-all steps, grouped in stages.
-// Ranks are ranks of the communicator the plan will run on; every step names the ids each rank handles and its keys.
+// Ranks are ranks of the communicator the plan will run on; every step names the ids each rank handles and
+// its keys.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
 // redist::storage_tracker: for every (sample id, key), its owner, its size in bytes and every rank holding a
-// copy. Immutable once built; the planners read it. Built by storage_tracker::builder or from per-rank batches.
+// copy. Immutable once built; the planners read it. Built by storage_tracker::builder or from per-rank
+// batches.
 #pragma once
 
 #include <algorithm>
@@ -19,10 +20,10 @@
 namespace redist {
 
 class storage_tracker {
-public:
+ public:
   // Collects records in any order; build() sorts them, so the tracker does not depend on that order.
   class builder {
-  public:
+   public:
     explicit builder(int ranks) : ranks_(ranks) {
       if (ranks < 1) detail::fail("redist::storage_tracker: ", ranks, " ranks; there must be at least one");
     }
@@ -42,7 +43,7 @@ public:
 
     storage_tracker build() && { return storage_tracker(*this); }
 
-  private:
+   private:
     friend class storage_tracker;
     struct record {
       sample_id id;
@@ -53,14 +54,15 @@ public:
 
     int check_rank(int rank, const char* fn) const {
       if (rank < 0 || rank >= ranks_)
-        detail::fail("redist::storage_tracker::builder::", fn, ": rank ", rank, " is out of range for ", ranks_,
-                     " ranks");
+        detail::fail("redist::storage_tracker::builder::", fn, ": rank ", rank, " is out of range for ",
+                     ranks_, " ranks");
       return rank;
     }
     std::uint32_t key_code(std::string_view key) {
       if (key.empty()) detail::fail("redist::storage_tracker::builder: empty key name");
       auto it = codes_.find(key);
-      if (it == codes_.end()) it = codes_.emplace(std::string(key), static_cast<std::uint32_t>(codes_.size())).first;
+      if (it == codes_.end())
+        it = codes_.emplace(std::string(key), static_cast<std::uint32_t>(codes_.size())).first;
       return it->second;
     }
 
@@ -87,8 +89,8 @@ public:
             b.own(rank, id, key, bytes);
           } else if (it->second.second != bytes) {
             detail::fail("redist::storage_tracker::from_batches: ranks ", it->second.first, " and ", rank,
-                         " disagree on the size of id ", id, ", key '", key, "' (", it->second.second, " and ", bytes,
-                         " bytes)");
+                         " disagree on the size of id ", id, ", key '", key, "' (", it->second.second,
+                         " and ", bytes, " bytes)");
           } else {
             b.hold(rank, id, key);
           }
@@ -103,8 +105,8 @@ public:
   }
 
   int ranks() const noexcept { return ranks_; }
-  std::span<const sample_id> ids() const noexcept { return ids_; }       // ascending
-  std::span<const std::string> keys() const noexcept { return keys_; }   // ascending by name
+  std::span<const sample_id> ids() const noexcept { return ids_; }      // ascending
+  std::span<const std::string> keys() const noexcept { return keys_; }  // ascending by name
 
   std::optional<std::size_t> find_id(sample_id id) const noexcept {
     auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
@@ -139,7 +141,7 @@ public:
     return out;
   }
 
-private:
+ private:
   using record = builder::record;
 
   explicit storage_tracker(builder& b) : ranks_(b.ranks_) {
@@ -170,8 +172,8 @@ private:
       while (ids_[i] != r.id) ++i;
       const std::size_t e = entry(i, r.key);
       if (owner_[e] >= 0 && owner_[e] != r.rank)
-        detail::fail("redist::storage_tracker: id ", r.id, ", key '", keys_[r.key], "' is owned by ranks ", owner_[e],
-                     " and ", r.rank);
+        detail::fail("redist::storage_tracker: id ", r.id, ", key '", keys_[r.key], "' is owned by ranks ",
+                     owner_[e], " and ", r.rank);
       if (owner_[e] >= 0 && bytes_[e] != r.bytes)
         detail::fail("redist::storage_tracker: id ", r.id, ", key '", keys_[r.key], "' was recorded with ",
                      bytes_[e], " and ", r.bytes, " bytes");
@@ -214,8 +216,8 @@ private:
   int ranks_;
   std::vector<sample_id> ids_;
   std::vector<std::string> keys_;
-  std::vector<int> owner_;               // per entry; -1: this id has no such key
-  std::vector<std::uint64_t> bytes_;     // per entry
+  std::vector<int> owner_;                 // per entry; -1: this id has no such key
+  std::vector<std::uint64_t> bytes_;       // per entry
   std::vector<std::size_t> holder_begin_;  // per entry + 1, into holders_
   std::vector<int> holders_;
 };
