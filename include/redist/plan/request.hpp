@@ -21,7 +21,7 @@ struct plan_options {
   int ranks_per_node = 1;
   // Keys moved by separate steps (e.g. one group per dtype for float32 staging on NCCL). Empty: one group
   // with every requested key. Otherwise the groups must partition the requested keys.
-  std::vector<std::vector<std::string>> key_groups;
+  std::vector<std::vector<std::string>> key_groups = {};
 };
 
 namespace detail {
