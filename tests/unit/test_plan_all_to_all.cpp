@@ -25,56 +25,7 @@
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 
-// Printed plans make a failed comparison readable.
-namespace doctest {
-template <>
-struct StringMaker<redist::plan> {
-  template <class T>
-  static void list(std::ostream& os, const std::vector<T>& v) {
-    os << '[';
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (i) os << ',';
-      if constexpr (std::is_same_v<T, redist::id_list>) {
-        list(os, v[i]);
-      } else {
-        os << v[i];
-      }
-    }
-    os << ']';
-  }
-  static String convert(const redist::plan& p) {
-    std::ostringstream os;
-    os << "plan(ranks " << p.ranks << ")";
-    for (const auto& stage : p.stages) {
-      os << "\n  stage:";
-      for (const auto& s : stage) {
-        std::visit(
-            [&](const auto& x) {
-              using T = std::decay_t<decltype(x)>;
-              if constexpr (std::is_same_v<T, redist::all_to_all_step>) {
-                os << " all_to_all(keys ";
-                list(os, x.keys);
-                os << ", payloads";
-                for (const auto& q : x.payloads) {
-                  os << " {src " << q.src << ", key " << q.key << ", ids ";
-                  list(os, q.ids);
-                  os << '}';
-                }
-                os << ", routes";
-                for (const auto& r : x.routes)
-                  os << " (" << r.src << "->" << r.dst << " #" << r.payload << ')';
-                os << ')';
-              } else {
-                os << " other step";
-              }
-            },
-            s);
-      }
-    }
-    return os.str().c_str();
-  }
-};
-}  // namespace doctest
+#include "plan_printer.hpp"
 
 namespace {
 

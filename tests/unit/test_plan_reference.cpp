@@ -22,58 +22,7 @@
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 
-// Printed plans make a failed comparison readable.
-namespace doctest {
-template <>
-struct StringMaker<redist::plan> {
-  template <class T>
-  static void list(std::ostream& os, const std::vector<T>& v) {
-    os << '[';
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (i) os << ',';
-      if constexpr (std::is_same_v<T, redist::id_list>) {
-        list(os, v[i]);
-      } else {
-        os << v[i];
-      }
-    }
-    os << ']';
-  }
-  static String convert(const redist::plan& p) {
-    std::ostringstream os;
-    os << "plan(ranks " << p.ranks << ")";
-    for (const auto& stage : p.stages) {
-      os << "\n  stage:";
-      for (const auto& s : stage) {
-        std::visit(
-            [&](const auto& x) {
-              using T = std::decay_t<decltype(x)>;
-              if constexpr (std::is_same_v<T, redist::all_to_all_step>) {
-                os << " all_to_all";
-              } else {
-                os << (std::is_same_v<T, redist::gather_step>    ? " gather"
-                       : std::is_same_v<T, redist::scatter_step> ? " scatter"
-                                                                 : " broadcast")
-                   << "(root " << x.root << ", ranks ";
-                if constexpr (std::is_same_v<T, redist::gather_step>) {
-                  list(os, x.srcs);
-                } else {
-                  list(os, x.dsts);
-                }
-                os << ", ids ";
-                list(os, x.ids);
-                os << ", keys ";
-                list(os, x.keys);
-                os << ')';
-              }
-            },
-            s);
-      }
-    }
-    return os.str().c_str();
-  }
-};
-}  // namespace doctest
+#include "plan_printer.hpp"
 
 namespace {
 
