@@ -1,0 +1,25 @@
+// redist::redistribute_options: what a caller may tune in redistribute(), with defaults that need no tuning.
+// Designated initializers read well: redistribute(comm, batch, ids, {.max_staging_bytes = 64 << 20}).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace redist {
+
+enum class plan_pattern { one_hop, gather_scatter, broadcast };
+
+struct redistribute_options {
+  // Staging memory a rank may use per step and direction; a larger step runs in several rounds.
+  std::size_t max_staging_bytes = std::size_t{256} << 20;
+  // float32_staging refuses values that do not survive the cast unless this is set.
+  bool allow_lossy = false;
+  // One-call form only: how to plan, where ranks sit (rank r on node r / ranks_per_node), and which keys to
+  // move and return, in that order (empty: every key, ascending by name).
+  plan_pattern pattern = plan_pattern::one_hop;
+  int ranks_per_node = 1;
+  std::vector<std::string> keys = {};
+};
+
+}  // namespace redist

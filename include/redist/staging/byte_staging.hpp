@@ -1,0 +1,32 @@
+// redist::byte_staging, the default staging: samples cross the wire as their exact bytes in their own dtype,
+// with variable counts, no cast and no padding, so MPI can read and write the tensors in place.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+
+#include "redist/core/dtype.hpp"
+
+namespace redist {
+
+struct byte_staging {
+  // The wire format is the memory format: no staging buffer is needed, sources and sinks are used directly.
+  static constexpr bool in_place = true;
+  // Variable counts: a collective moves each participant's own size.
+  static constexpr bool padded = false;
+  static constexpr std::size_t wire_unit = 1;  // windows of a stream may split it at any byte
+
+  static constexpr std::size_t wire_bytes(dtype t, std::size_t elements) noexcept {
+    return elements * size_of(t);
+  }
+
+  // Copies wire bytes [from, from + n) of an item whose memory is `src` to `dst`, and back.
+  static void pack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
+    if (n != 0) std::memcpy(dst, src + from, n);
+  }
+  static void unpack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
+    if (n != 0) std::memcpy(dst + from, src, n);
+  }
+};
+
+}  // namespace redist

@@ -1,0 +1,56 @@
+// redist::broadcast_policy: runs a broadcast_step as a broadcast on the sub-group {root} + dsts, or as a
+// plain send/recv when there is one destination; in rounds that fit the staging budget.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "redist/plan/steps.hpp"
+#include "redist/steps/context.hpp"
+
+namespace redist {
+
+template <class Staging>
+struct broadcast_policy {
+  using step_type = broadcast_step;
+
+  template <class Context>
+  static void run(Context& ctx, const broadcast_step& st) {
+    const auto& comm = ctx.comm();
+    const int me = comm.rank();
+    const bool root = me == st.root;
+    const bool dst = std::find(st.dsts.begin(), st.dsts.end(), me) != st.dsts.end();
+    if (!root && !dst) return;
+    const stream s = ctx.make_stream(st.ids, st.keys);
+    const std::size_t rounds = ctx.rounds_for(s.bytes());
+    if (dst) {
+      ctx.declare(s);
+      ctx.open_inbox();
+    }
+    std::vector<int> ranks = st.dsts;
+    ranks.push_back(st.root);
+    std::sort(ranks.begin(), ranks.end());
+    const auto* group = st.dsts.size() == 1 ? nullptr : comm.group(ranks);
+    const int group_root =
+        static_cast<int>(std::lower_bound(ranks.begin(), ranks.end(), st.root) - ranks.begin());
+    std::vector<std::byte> buf;
+    for (std::size_t k = 0; k < rounds; ++k) {
+      const auto [b, e] = Context::window(s.bytes(), k, rounds);
+      buf.resize(e - b);
+      if (root) ctx.pack(s, b, e, buf.data());
+      if (!group) {
+        if (root)
+          comm.send(buf, st.dsts.front(), 0);
+        else
+          comm.recv(buf, st.root, 0);
+      } else {
+        group->broadcast(buf, group_root);
+      }
+      if (dst) ctx.unpack(s, b, e, buf.data());
+    }
+    if (dst) ctx.commit();
+  }
+};
+
+}  // namespace redist

@@ -1,0 +1,72 @@
+// redist::gather_policy: runs a gather_step as a gather(v) on the sub-group srcs + {root}: variable counts
+// with byte staging, counts padded to the longest participant with float32 staging; in budget-sized rounds.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "redist/plan/steps.hpp"
+#include "redist/steps/context.hpp"
+
+namespace redist {
+
+template <class Staging>
+struct gather_policy {
+  using step_type = gather_step;
+
+  template <class Context>
+  static void run(Context& ctx, const gather_step& st) {
+    const auto& comm = ctx.comm();
+    const int me = comm.rank();
+    std::vector<int> ranks = st.srcs;
+    ranks.push_back(st.root);
+    std::sort(ranks.begin(), ranks.end());
+    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+    if (!std::binary_search(ranks.begin(), ranks.end(), me)) return;
+    auto index = [&](int r) {
+      return static_cast<std::size_t>(std::lower_bound(ranks.begin(), ranks.end(), r) - ranks.begin());
+    };
+
+    // Member j's stream; the root keeps what it holds and so contributes nothing.
+    std::vector<stream> streams(ranks.size());
+    for (std::size_t i = 0; i < st.srcs.size(); ++i)
+      if (st.srcs[i] != st.root) streams[index(st.srcs[i])] = ctx.make_stream(st.ids[i], st.keys);
+    std::size_t total = 0;
+    for (const auto& s : streams) total += s.bytes();
+    const std::size_t rounds = ctx.rounds_for(total);
+    const bool root = me == st.root;
+    if (root) {
+      for (const auto& s : streams) ctx.declare(s);
+      ctx.open_inbox();
+    }
+    const auto* group = comm.group(ranks);
+    const int group_root = static_cast<int>(index(st.root));
+    const stream& mine = streams[index(me)];
+    std::vector<std::size_t> counts(ranks.size()), displs(ranks.size());
+    std::vector<std::byte> out, in;
+    for (std::size_t k = 0; k < rounds; ++k) {
+      std::size_t longest = 0;
+      for (std::size_t j = 0; j < ranks.size(); ++j) {
+        const auto [b, e] = Context::window(streams[j].bytes(), k, rounds);
+        counts[j] = e - b;
+        longest = std::max(longest, e - b);
+      }
+      if constexpr (Staging::padded) std::fill(counts.begin(), counts.end(), longest);
+      for (std::size_t j = 0, at = 0; j < ranks.size(); at += counts[j], ++j) displs[j] = at;
+      const auto [b, e] = Context::window(mine.bytes(), k, rounds);
+      out.assign(counts[index(me)], std::byte{0});  // zeros beyond e - b are the padding
+      ctx.pack(mine, b, e, out.data());
+      if (root) in.resize(displs.back() + counts.back());
+      group->gatherv(out, in, counts, displs, group_root);
+      if (root)
+        for (std::size_t j = 0; j < ranks.size(); ++j) {
+          const auto [bj, ej] = Context::window(streams[j].bytes(), k, rounds);
+          ctx.unpack(streams[j], bj, ej, in.data() + displs[j]);
+        }
+    }
+    if (root) ctx.commit();
+  }
+};
+
+}  // namespace redist
