@@ -352,7 +352,7 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
                 }));
 
   sample_store<Tensor> store;
-  store.add(local);
+  store.borrow(local);  // no copy of this rank's samples
   redistribute<Staging, Policies...>(comm, store, p, cat, opts);
   return store.collect(wanted, keys);
 }
