@@ -278,31 +278,83 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
 
 }  // namespace detail
 
-// Executes `p` (the same plan on every rank of comm) against this rank's store. `cat` describes every (id,
-// key) the plan moves and must be the same on every rank. Received samples are added to the store; nothing
-// else changes. Before any byte moves, every rank checks its share and the ranks agree (one allreduce, plus
-// two to compare plan fingerprints): any rank's problem becomes the same redist::error on every rank, with
-// every store unchanged. Policies replace the default step policy of their step_type.
-template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
-void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
-                  const redistribute_options& opts = {}) {
-  std::string problem = detail::problem_of(
-      [&] { detail::check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
-  const auto h = detail::plan_hash(p);
+namespace detail {
+
+// The checks and agreement of redistribute(), then the steps. With `out`, arriving pairs it wants land there.
+template <class Staging, class... Policies, class Comm, class Tensor>
+void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
+             const redistribute_options& opts, sequence_batch<Tensor>* out) {
+  std::string problem =
+      problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+  const auto h = plan_hash(p);
   const bool same_plan = comm.allreduce_min(h) == comm.allreduce_max(h);
   if (!same_plan) problem = "redist::redistribute: the ranks were given different plans";
-  detail::agree(comm, problem);
+  agree(comm, problem);
 
   step_context<Comm, Tensor, Staging> ctx(comm, store, cat, opts);
+  if (out) ctx.deliver_into(*out);
   for (const auto& stage : p.stages)
     for (const auto& s : stage)
       std::visit(
           [&](const auto& x) {
-            using policy =
-                typename detail::pick_policy<std::decay_t<decltype(x)>, Staging, Policies...>::type;
+            using policy = typename pick_policy<std::decay_t<decltype(x)>, Staging, Policies...>::type;
             policy::run(ctx, x);
           },
           s);
+  if (out) ctx.fill_output();
+}
+
+// The one-call form's result, allocated once: `ids` with `keys`, seqlens from the catalog. Per-sample
+// metadata names that every rank's batch has come along, each value from the lowest rank holding the id.
+template <class Tensor>
+sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_id>& ids,
+                                   const std::vector<std::string>& keys,
+                                   const std::vector<sequence_batch<host_tensor>>& metas) {
+  std::vector<typename sequence_batch<Tensor>::field> fields;
+  for (const auto& name : keys) {
+    const std::size_t k = *cat.find_key(name);
+    const auto& schema = cat.keys()[k];
+    seqlen_table lens;
+    std::int64_t tokens = 0;
+    for (sample_id id : ids) {
+      lens.push_back(cat.seqlens(id, k));
+      tokens += cat.tokens(id, k);
+    }
+    std::vector<std::int64_t> shape{tokens};
+    shape.insert(shape.end(), schema.trailing_shape.begin(), schema.trailing_shape.end());
+    fields.push_back({name, schema.dtype, schema.trailing_shape, std::move(lens),
+                      tensor_traits<Tensor>::allocate(schema.dtype, shape)});
+  }
+  metadata_map metadata;
+  if (!metas.empty()) {
+    for (const auto& [name, values] : metas.front().metadata()) {
+      const bool everywhere = std::all_of(metas.begin(), metas.end(),
+                                          [&](const auto& m) { return m.metadata().count(name) != 0; });
+      if (!everywhere) continue;
+      auto& column = metadata[name];
+      for (sample_id id : ids)
+        for (const auto& m : metas)
+          if (const auto pos = m.find(id)) {
+            column.push_back(m.metadata().find(name)->second[*pos]);
+            break;
+          }
+    }
+  }
+  return sequence_batch<Tensor>(ids, std::move(fields), std::move(metadata));
+}
+
+}  // namespace detail
+
+// Executes `p` (the same plan on every rank of comm) against this rank's store. `cat` describes every (id,
+// key) the plan moves and must be the same on every rank. Received samples are added to the store; nothing
+// else changes. Before any byte moves, every rank checks its share and the ranks agree (three allreduces: the
+// outcome, and the minimum and maximum of a plan fingerprint): any rank's problem becomes the same
+// redist::error on every rank, with every store unchanged. Policies replace the default policy of their
+// step_type.
+template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
+                  const redistribute_options& opts = {}) {
+  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, nullptr);
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
@@ -353,8 +405,10 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
 
   sample_store<Tensor> store;
   store.borrow(local);  // no copy of this rank's samples
-  redistribute<Staging, Policies...>(comm, store, p, cat, opts);
-  return store.collect(wanted, keys);
+  // Received samples land in their final places; what this rank held is copied in once at the end.
+  auto out = detail::make_output<Tensor>(cat, wanted, keys, metas);
+  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, &out);
+  return out;
 }
 
 }  // namespace redist

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -97,6 +98,8 @@ class step_context {
   const std::byte* source(stream_item it) const {
     const auto& key = cat_.keys()[it.key].name;
     const auto loc = store_.find(it.id, key);
+    if (!loc && out_)
+      if (const auto at = output_place(it); at != SIZE_MAX && delivered_[at]) return output_bytes(it, at);
     if (!loc)
       detail::fail("redist::redistribute: rank ", rank(), " must send id ", it.id, ", key '", key,
                    "', which it does not hold");
@@ -146,11 +149,16 @@ class step_context {
       std::int64_t tokens = 0;
       for (sample_id id : ids) {
         if (store_.holds(id, schema.name)) {
-          sinks_.push_back({id, k, discard, true});
+          sinks_.push_back({id, k, discard, place::discard});
           discard += cat_.bytes(id, k);
           continue;
         }
-        sinks_.push_back({id, k, static_cast<std::size_t>(tokens) * schema.row_bytes(), false});
+        if (const auto at = out_ ? output_place({id, k}) : SIZE_MAX; at != SIZE_MAX && !delivered_[at]) {
+          delivered_[at] = true;
+          sinks_.push_back({id, k, at, place::output});
+          continue;
+        }
+        sinks_.push_back({id, k, static_cast<std::size_t>(tokens) * schema.row_bytes(), place::chunk});
         fresh.push_back(id);
         lens.push_back(cat_.seqlens(id, k));
         tokens += cat_.tokens(id, k);
@@ -185,6 +193,36 @@ class step_context {
       Staging::unpack(cat_.keys()[it.key].dtype, src + at, from, n, sink_of(it));
     });
   }
+  // One-call form: arriving pairs that `out` wants (and this rank lacks) land in it directly, not in the
+  // store; afterwards fill_output() copies in what this rank held already. `out` has its tensors allocated.
+  void deliver_into(sequence_batch<Tensor>& out) {
+    out_ = &out;
+    out_key_.assign(cat_.keys().size(), SIZE_MAX);
+    for (std::size_t f = 0; f < out.fields().size(); ++f)
+      if (const auto k = cat_.find_key(out.fields()[f].name)) out_key_[*k] = f;
+    delivered_.assign(out.size() * out.fields().size(), false);
+  }
+  void fill_output() {
+    for (std::size_t f = 0; f < out_->fields().size(); ++f) {
+      const auto& key = out_->fields()[f].name;
+      auto* dst = static_cast<std::byte*>(tensor_traits<Tensor>::data(out_->data(key)));
+      for (std::size_t i = 0; i < out_->size(); ++i) {
+        if (delivered_[i * out_->fields().size() + f]) continue;
+        const auto loc = store_.find(out_->ids()[i], key);
+        if (!loc)
+          detail::fail("redist::redistribute: rank ", rank(), " ends without id ", out_->ids()[i], ", key '",
+                       key, "'");
+        const auto from = loc->batch->sample_bytes(key, loc->position);
+        const auto to = out_->sample_bytes(key, i);
+        if (to.size != 0)
+          std::memcpy(
+              dst + to.offset,
+              static_cast<const std::byte*>(tensor_traits<Tensor>::data(loc->batch->data(key))) + from.offset,
+              to.size);
+      }
+    }
+  }
+
   void commit() {
     for (auto& c : chunks_) store_.add(std::move(c));
     chunks_.clear();
@@ -193,11 +231,12 @@ class step_context {
   }
 
  private:
+  enum class place : std::uint8_t { chunk, discard, output };
   struct sink_entry {
     sample_id id;
     std::uint32_t key;
     std::size_t offset;
-    bool discard;
+    place where;
   };
   struct sink_less {
     bool operator()(const sink_entry& a, stream_item b) const {
@@ -209,10 +248,25 @@ class step_context {
     const auto lo = std::lower_bound(sinks_.begin(), sinks_.end(), it, sink_less{});
     if (lo == sinks_.end() || lo->id != it.id || lo->key != it.key)
       detail::fail("redist::redistribute: rank ", rank(), " receives id ", it.id, " which no step declared");
-    if (lo->discard) return discard_.data() + lo->offset;
+    if (lo->where == place::discard) return discard_.data() + lo->offset;
+    if (lo->where == place::output) return output_bytes(it, lo->offset);
     auto& chunk = chunks_[chunk_of_key_[it.key]];
     return static_cast<std::byte*>(tensor_traits<Tensor>::data(chunk.data(cat_.keys()[it.key].name))) +
            lo->offset;
+  }
+
+  // Index of an item in delivered_ (position x keys + field), or SIZE_MAX when the output does not want it.
+  std::size_t output_place(stream_item it) const {
+    const std::size_t f = out_key_[it.key];
+    if (f == SIZE_MAX) return SIZE_MAX;
+    const auto i = out_->find(it.id);
+    return i ? *i * out_->fields().size() + f : SIZE_MAX;
+  }
+  std::byte* output_bytes(stream_item it, std::size_t at) const {
+    const std::size_t i = at / out_->fields().size();
+    const auto& key = cat_.keys()[it.key].name;
+    return static_cast<std::byte*>(tensor_traits<Tensor>::data(out_->data(key))) +
+           out_->sample_bytes(key, i).offset;
   }
 
   std::uint32_t key_position(const std::string& key) const {
@@ -230,6 +284,9 @@ class step_context {
   std::vector<std::size_t> chunk_of_key_;
   std::vector<sink_entry> sinks_;
   std::vector<std::byte> discard_;
+  sequence_batch<Tensor>* out_ = nullptr;
+  std::vector<std::size_t> out_key_;  // catalog key -> output field, or SIZE_MAX
+  std::vector<bool> delivered_;       // per (output position, field)
 };
 
 }  // namespace redist
