@@ -329,7 +329,7 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
   if (!metas.empty()) {
     for (const auto& [name, values] : metas.front().metadata()) {
       const bool everywhere = std::all_of(metas.begin(), metas.end(),
-                                          [&](const auto& m) { return m.metadata().count(name) != 0; });
+                                          [&n = name](const auto& m) { return m.metadata().count(n) != 0; });
       if (!everywhere) continue;
       auto& column = metadata[name];
       for (sample_id id : ids)
@@ -354,7 +354,8 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
 template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
-  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, nullptr);
+  detail::execute<Staging, Policies...>(comm, store, p, cat, opts,
+                                        static_cast<sequence_batch<Tensor>*>(nullptr));
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of

@@ -34,6 +34,11 @@ class storage_tracker {
       owned_.push_back({id, key_code(key), r, bytes});
       return *this;
     }
+    // A key known even while no rank holds any sample of it (a batch with no samples still has its keys).
+    builder& declare(std::string_view key) {
+      key_code(key);
+      return *this;
+    }
     // `rank` holds a copy of (id, key), which some rank owns.
     builder& hold(int rank, sample_id id, std::string_view key) {
       const int r = check_rank(rank, "hold");
@@ -81,6 +86,7 @@ class storage_tracker {
       const auto& batch = batches[r];
       const int rank = static_cast<int>(r);
       for (const auto& key : batch.keys()) {
+        b.declare(key);
         for (std::size_t i = 0; i < batch.size(); ++i) {
           const auto id = batch.ids()[i];
           const std::uint64_t bytes = batch.sample_bytes(key, i).size;
