@@ -1,0 +1,97 @@
+// redist's communicator interface: the memory pieces the zero-copy exchange moves, the communicator concept
+// every backend models (mpi_communicator, self_communicator, nccl_communicator) and rank-set helpers they
+// share.
+#pragma once
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "redist/core/error.hpp"
+
+namespace redist {
+
+// A piece of memory that is sent (const_segment) or received into (segment): `bytes` bytes at `data`.
+struct const_segment {
+  const std::byte* data;
+  std::size_t bytes;
+};
+
+struct segment {
+  std::byte* data;
+  std::size_t bytes;
+};
+
+// The rank within a group of the communicator rank comm_rank, where the group's rank i is ranks[i]; -1 when
+// comm_rank is not in ranks.
+inline int group_rank(std::span<const int> ranks, int comm_rank) noexcept {
+  const auto it = std::find(ranks.begin(), ranks.end(), comm_rank);
+  return it == ranks.end() ? -1 : static_cast<int>(it - ranks.begin());
+}
+
+// A communicator: ranks 0..size()-1, byte-based collectives that every rank calls, point to point and
+// nonblocking operations, and cached sub-communicators of a rank set (group(), nullptr on non-members).
+// Sizes are std::size_t and may exceed INT_MAX. Checks a representative subset of the operations.
+template <class C>
+concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<const std::byte> cbuf,
+                                std::span<const std::size_t> sizes, std::span<const int> ranks,
+                                std::span<const std::vector<const_segment>> send_pieces,
+                                std::span<const std::vector<segment>> recv_pieces, std::uint64_t value) {
+  typename C::request;
+  { c.rank() } -> std::same_as<int>;
+  { c.size() } -> std::same_as<int>;
+  { c.group(ranks) } -> std::same_as<const C*>;
+  c.broadcast(buf, 0);
+  c.gatherv(cbuf, buf, sizes, sizes, 0);
+  c.scatterv(cbuf, sizes, sizes, buf, 0);
+  c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
+  c.alltoall_segments(send_pieces, recv_pieces);
+  c.alltoall(cbuf, buf, std::size_t{1});
+  { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
+  { c.allreduce_max(value) } -> std::same_as<std::uint64_t>;
+  c.barrier();
+  c.send(cbuf, 0, 0);
+  c.recv(buf, 0, 0);
+  { c.isend(cbuf, 0, 0) } -> std::same_as<typename C::request>;
+  { c.irecv(buf, 0, 0) } -> std::same_as<typename C::request>;
+  { c.ibroadcast(buf, 0) } -> std::same_as<typename C::request>;
+  c.irecv(buf, 0, 0).wait();
+};
+
+namespace detail {
+
+// Throws unless ranks are distinct ranks of a communicator of `size` ranks. Needs no communication, so every
+// rank that calls group() with the same bad set throws the same error.
+inline void check_group_ranks(const char* who, std::span<const int> ranks, int size) {
+  for (const int r : ranks) {
+    if (r < 0 || r >= size) fail(who, ": rank ", r, " is out of range for a communicator of size ", size);
+  }
+  std::vector<int> sorted(ranks.begin(), ranks.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (const auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
+    fail(who, ": rank ", *dup, " appears more than once in the rank set");
+  }
+}
+
+// Throws unless counts and displs hold one entry per rank and every [displ, displ + count) lies within a
+// buffer of `bytes` bytes.
+inline void check_layout(const char* who, const char* buffer, std::span<const std::size_t> counts,
+                         std::span<const std::size_t> displs, std::size_t bytes, int size) {
+  const auto n = static_cast<std::size_t>(size);
+  if (counts.size() != n || displs.size() != n) {
+    fail(who, ": ", buffer, " has ", counts.size(), " counts and ", displs.size(),
+         " displacements, expected one per rank (", n, ")");
+  }
+  for (std::size_t p = 0; p < n; ++p) {
+    if (displs[p] > bytes || counts[p] > bytes - displs[p]) {
+      fail(who, ": ", buffer, " block of rank ", p, " (", counts[p], " bytes at offset ", displs[p],
+           ") exceeds the buffer of ", bytes, " bytes");
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace redist

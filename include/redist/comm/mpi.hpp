@@ -1,0 +1,606 @@
+// redist::mpi_communicator: the MPI backend, working on its own duplicate of a user's MPI_Comm: byte-based
+// collectives, point to point and nonblocking operations of any size (beyond INT_MAX), cached sub-groups.
+#pragma once
+
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1  // Open MPI's deprecated C++ bindings warn under -Werror; redist uses the C API
+#endif
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "redist/comm/communicator.hpp"
+#include "redist/core/error.hpp"
+#include "redist/detail/checked.hpp"
+
+namespace redist {
+namespace detail {
+
+// Turns a failed MPI return code into a redist::error naming the call and MPI's own explanation.
+inline void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) [[likely]]
+    return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS || length <= 0) {
+    fail("redist::mpi_communicator: ", what, " failed: MPI error code ", rc);
+  }
+  fail("redist::mpi_communicator: ", what,
+       " failed: ", std::string_view(text, static_cast<std::size_t>(length)));
+}
+
+// The most bytes one MPI call moves or one datatype block holds (MPI counts are ints). Only tests lower it,
+// to run the chunked paths on small buffers: every rank must hold the same value, and nothing may be in
+// flight.
+inline std::size_t mpi_max_count = INT_MAX;
+
+inline std::size_t max_count() noexcept { return std::clamp<std::size_t>(mpi_max_count, 1, INT_MAX); }
+
+// The one place sizes become MPI counts: fn(offset, count) for consecutive chunks of [0, bytes) of at most
+// max_count() bytes; once with count 0 for an empty range, so that an empty send still matches its receive.
+template <class Fn>
+void for_each_chunk(std::size_t bytes, Fn&& fn) {
+  const std::size_t limit = max_count();
+  std::size_t offset = 0;
+  do {
+    const std::size_t n = std::min(bytes - offset, limit);
+    fn(offset, static_cast<int>(n));
+    offset += n;
+  } while (offset < bytes);
+}
+
+// Appends [at, at + bytes) to a datatype's block list in blocks of at most max_count() bytes; a piece that
+// starts where the last block ends extends it.
+inline void append_blocks(MPI_Aint at, std::size_t bytes, std::vector<int>& lengths,
+                          std::vector<MPI_Aint>& displs) {
+  for_each_chunk(bytes, [&](std::size_t offset, int n) {
+    const MPI_Aint start = MPI_Aint_add(at, static_cast<MPI_Aint>(offset));
+    if (n == 0) return;
+    if (!lengths.empty() && MPI_Aint_add(displs.back(), lengths.back()) == start &&
+        static_cast<std::size_t>(lengths.back()) + static_cast<std::size_t>(n) <= max_count()) {
+      lengths.back() += n;
+      return;
+    }
+    lengths.push_back(n);
+    displs.push_back(start);
+  });
+}
+
+// The derived datatypes one operation builds, freed when it returns or throws.
+class mpi_types {
+ public:
+  mpi_types() = default;
+  mpi_types(const mpi_types&) = delete;
+  mpi_types& operator=(const mpi_types&) = delete;
+  ~mpi_types() {
+    for (MPI_Datatype& type : types_) {
+      if (type != MPI_DATATYPE_NULL) MPI_Type_free(&type);
+    }
+  }
+
+  // A committed datatype of MPI_BYTE blocks, lengths[i] bytes at displacement displs[i].
+  MPI_Datatype hindexed(const std::vector<int>& lengths, const std::vector<MPI_Aint>& displs) {
+    MPI_Datatype& type = types_.emplace_back(MPI_DATATYPE_NULL);
+    const int rc = MPI_Type_create_hindexed(static_cast<int>(lengths.size()), lengths.data(), displs.data(),
+                                            MPI_BYTE, &type);
+    if (rc != MPI_SUCCESS) type = MPI_DATATYPE_NULL;
+    mpi_check(rc, "MPI_Type_create_hindexed");
+    mpi_check(MPI_Type_commit(&type), "MPI_Type_commit");
+    return type;
+  }
+
+ private:
+  std::vector<MPI_Datatype> types_;
+};
+
+// Owns a communicator redist created; frees it unless MPI is already finalized (no MPI call is allowed then).
+class mpi_comm_owner {
+ public:
+  explicit mpi_comm_owner(MPI_Comm comm) noexcept : comm_(comm) {}
+  mpi_comm_owner(mpi_comm_owner&& other) noexcept : comm_(std::exchange(other.comm_, MPI_COMM_NULL)) {}
+  mpi_comm_owner& operator=(mpi_comm_owner&& other) noexcept {
+    if (this != &other) {
+      reset();
+      comm_ = std::exchange(other.comm_, MPI_COMM_NULL);
+    }
+    return *this;
+  }
+  ~mpi_comm_owner() { reset(); }
+  MPI_Comm get() const noexcept { return comm_; }
+
+ private:
+  void reset() noexcept {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (comm_ != MPI_COMM_NULL && finalized == 0) MPI_Comm_free(&comm_);
+    comm_ = MPI_COMM_NULL;
+  }
+  MPI_Comm comm_;
+};
+
+// A piece of memory of bytes of type Byte: const_segment for const std::byte, segment for std::byte.
+template <class Byte>
+using segment_for = std::conditional_t<std::is_const_v<Byte>, const_segment, segment>;
+
+// Orders rank tuples so that the group cache can be searched with a span, without building a vector.
+struct rank_tuple_less {
+  using is_transparent = void;
+  bool operator()(std::span<const int> a, std::span<const int> b) const noexcept {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+  }
+};
+
+inline void check_received(const MPI_Status& status, int expected, const char* op) {
+  int got = 0;
+  mpi_check(MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");
+  if (got != expected) {
+    fail("redist::mpi_communicator::", op, ": a message of ", got, " bytes arrived from rank ",
+         status.MPI_SOURCE, " with tag ", status.MPI_TAG, " where ", expected, " bytes were expected");
+  }
+}
+
+}  // namespace detail
+
+// A nonblocking operation in flight: one MPI request per chunk of at most INT_MAX bytes. Move-only. wait()
+// completes every chunk, then throws redist::error if one failed (an irecv also when a message of another
+// size arrived). Destroying a pending request waits for it and ignores errors (destructors never throw): MPI
+// is never left reading or writing a buffer its owner believes free.
+//
+// Chunks are completed one MPI_Wait at a time, never by MPI_Waitall: all of them are already started, so the
+// order costs nothing, and Open MPI 4.1's MPI_Waitall can spin forever on a request that failed (a truncated
+// message) where MPI_Wait returns the error.
+class mpi_request {
+ public:
+  mpi_request() = default;
+  mpi_request(mpi_request&& other) noexcept { *this = std::move(other); }
+  mpi_request& operator=(mpi_request&& other) noexcept {
+    if (this != &other) {
+      finish();
+      requests_ = std::exchange(other.requests_, {});
+      recv_bytes_ = other.recv_bytes_;
+      chunk_ = other.chunk_;
+    }
+    return *this;
+  }
+  mpi_request(const mpi_request&) = delete;
+  mpi_request& operator=(const mpi_request&) = delete;
+  ~mpi_request() { finish(); }
+
+  bool pending() const noexcept { return !requests_.empty(); }
+
+  void wait() {
+    std::exception_ptr failure;
+    for (std::size_t k = 0; k < requests_.size(); ++k) {
+      MPI_Status status;
+      const int rc = complete(requests_[k], &status);
+      if (failure) continue;
+      try {
+        detail::mpi_check(rc, "MPI_Wait");
+        if (recv_bytes_ != not_a_recv) {  // chunk k holds the bytes from k * chunk_ on
+          const std::size_t expected = std::min(chunk_, recv_bytes_ - std::min(recv_bytes_, k * chunk_));
+          detail::check_received(status, static_cast<int>(expected), "irecv");
+        }
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    requests_.clear();
+    if (failure) std::rethrow_exception(failure);
+  }
+
+ private:
+  friend class mpi_communicator;
+  static constexpr std::size_t not_a_recv = SIZE_MAX;
+
+  // Waits for one chunk and releases it, also when it failed (Open MPI keeps a failed request allocated).
+  static int complete(MPI_Request& handle, MPI_Status* status) noexcept {
+    const int rc = MPI_Wait(&handle, status);
+    if (handle != MPI_REQUEST_NULL) MPI_Request_free(&handle);
+    return rc;
+  }
+
+  void finish() noexcept {
+    if (requests_.empty()) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized == 0) {
+      for (MPI_Request& handle : requests_) complete(handle, MPI_STATUS_IGNORE);
+    }
+    requests_.clear();
+  }
+
+  std::vector<MPI_Request> requests_;    // empty once complete
+  std::size_t recv_bytes_ = not_a_recv;  // an irecv's size, to check what arrived in each chunk_-byte chunk
+  std::size_t chunk_ = 0;
+};
+
+// Completes every request, then throws the first failure, if any.
+inline void wait_all(std::span<mpi_request> requests) {
+  std::exception_ptr failure;
+  for (mpi_request& r : requests) {
+    try {
+      r.wait();
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
+// A communicator over a duplicate of the user's MPI_Comm (MPI_Comm_dup), so redist's messages never match the
+// user's; errors on it return (MPI_ERRORS_RETURN) and become redist::error. The user's communicator is never
+// changed or freed; the duplicate and the cached sub-groups are freed with this object. Move-only.
+// Not thread-safe, like an MPI communicator: group() fills a cache, and collectives must be called in the
+// same order on every rank. Every operation is const and throws redist::error on failure.
+class mpi_communicator {
+ public:
+  using request = mpi_request;
+
+  // Collective over `user`. MPI must be initialized (redist never initializes or finalizes it).
+  explicit mpi_communicator(MPI_Comm user) : mpi_communicator(adopt{}, duplicate(user)) {}
+  mpi_communicator(mpi_communicator&&) noexcept = default;
+  mpi_communicator& operator=(mpi_communicator&&) noexcept = default;
+  mpi_communicator(const mpi_communicator&) = delete;
+  mpi_communicator& operator=(const mpi_communicator&) = delete;
+
+  MPI_Comm native() const noexcept { return comm_.get(); }
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  static int group_rank(std::span<const int> ranks, int comm_rank) noexcept {
+    return redist::group_rank(ranks, comm_rank);
+  }
+
+  // The sub-communicator of exactly `ranks` (ranks of this communicator; its rank i is ranks[i]), nullptr on
+  // a rank that is not a member, without communicating. The first call for a rank tuple is collective over
+  // its members only (MPI_Comm_create_group); later calls return the cached one, which lives as long as this
+  // object (or the one it is moved into). All ranks in order make a communicator of its own, like any set.
+  const mpi_communicator* group(std::span<const int> ranks) const {
+    if (const auto it = groups_.find(ranks); it != groups_.end()) return it->second.get();
+    detail::check_group_ranks("redist::mpi_communicator::group", ranks, size_);
+    if (redist::group_rank(ranks, rank_) < 0) return nullptr;
+    MPI_Group parent = MPI_GROUP_NULL;
+    MPI_Group members = MPI_GROUP_NULL;
+    detail::mpi_check(MPI_Comm_group(native(), &parent), "MPI_Comm_group");
+    int rc = MPI_Group_incl(parent, static_cast<int>(ranks.size()), ranks.data(), &members);
+    MPI_Group_free(&parent);
+    detail::mpi_check(rc, "MPI_Group_incl");
+    MPI_Comm sub = MPI_COMM_NULL;
+    rc = MPI_Comm_create_group(native(), members, group_tag(ranks), &sub);
+    MPI_Group_free(&members);
+    detail::mpi_check(rc, "MPI_Comm_create_group");
+    auto child = std::unique_ptr<mpi_communicator>(new mpi_communicator(adopt{}, sub));
+    return groups_.emplace(std::vector<int>(ranks.begin(), ranks.end()), std::move(child))
+        .first->second.get();
+  }
+
+  // ---- collectives: every rank calls them, in the same order ----
+  // buf has the same size on every rank.
+  void broadcast(std::span<std::byte> buf, int root) const {
+    detail::for_each_chunk(buf.size(), [&](std::size_t offset, int n) {
+      detail::mpi_check(MPI_Bcast(buf.data() + offset, n, MPI_BYTE, root, native()), "MPI_Bcast");
+    });
+  }
+
+  // Rank p's send lands at recv[displs[p], +counts[p]) on root; recv, counts and displs matter on root only.
+  void gatherv(std::span<const std::byte> send, std::span<std::byte> recv,
+               std::span<const std::size_t> counts, std::span<const std::size_t> displs, int root) const {
+    const std::vector<segment> from =
+        root_blocks("redist::mpi_communicator::gatherv", "recv", recv, counts, displs, send.size(), root);
+    const const_segment mine{send.data(), send.size()};
+    exchange(
+        [&](int p) { return p == root ? std::span(&mine, 1) : std::span<const const_segment>(); },
+        [&](int p) { return from.empty() ? std::span<const segment>() : std::span(&from[index(p)], 1); });
+  }
+
+  // Root's send[displs[p], +counts[p]) lands in rank p's recv, which must be exactly that size; send, counts
+  // and displs matter on root only.
+  void scatterv(std::span<const std::byte> send, std::span<const std::size_t> counts,
+                std::span<const std::size_t> displs, std::span<std::byte> recv, int root) const {
+    const std::vector<const_segment> to =
+        root_blocks("redist::mpi_communicator::scatterv", "send", send, counts, displs, recv.size(), root);
+    const segment mine{recv.data(), recv.size()};
+    exchange(
+        [&](int p) { return to.empty() ? std::span<const const_segment>() : std::span(&to[index(p)], 1); },
+        [&](int p) { return p == root ? std::span(&mine, 1) : std::span<const segment>(); });
+  }
+
+  // send[send_displs[p], +send_counts[p]) goes to rank p; what rank p sends lands at recv[recv_displs[p],
+  // ...).
+  void alltoallv(std::span<const std::byte> send, std::span<const std::size_t> send_counts,
+                 std::span<const std::size_t> send_displs, std::span<std::byte> recv,
+                 std::span<const std::size_t> recv_counts, std::span<const std::size_t> recv_displs) const {
+    const char* who = "redist::mpi_communicator::alltoallv";
+    detail::check_layout(who, "send", send_counts, send_displs, send.size(), size_);
+    detail::check_layout(who, "recv", recv_counts, recv_displs, recv.size(), size_);
+    std::vector<const_segment> to(send_counts.size());
+    std::vector<segment> from(recv_counts.size());
+    for (std::size_t p = 0; p < to.size(); ++p) {
+      to[p] = {send.data() + send_displs[p], send_counts[p]};
+      from[p] = {recv.data() + recv_displs[p], recv_counts[p]};
+    }
+    exchange([&](int p) { return std::span(&to[index(p)], 1); },
+             [&](int p) { return std::span(&from[index(p)], 1); });
+  }
+
+  // The zero-copy exchange: the pieces send[p] lists, in order, go to rank p; the bytes from rank p fill the
+  // pieces recv[p] lists, in order (their total is what rank p sends). One MPI_Alltoallw, no staging copy.
+  void alltoall_segments(std::span<const std::vector<const_segment>> send,
+                         std::span<const std::vector<segment>> recv) const {
+    const auto n = static_cast<std::size_t>(size_);
+    if (send.size() != n || recv.size() != n) {
+      detail::fail("redist::mpi_communicator::alltoall_segments: ", send.size(), " send and ", recv.size(),
+                   " receive piece lists, expected one per rank (", n, ")");
+    }
+    exchange([&](int p) { return std::span(send[index(p)]); },
+             [&](int p) { return std::span(recv[index(p)]); });
+  }
+
+  // Equal blocks: send and recv hold size() blocks of `block` bytes; block p goes to (comes from) rank p.
+  void alltoall(std::span<const std::byte> send, std::span<std::byte> recv, std::size_t block) const {
+    std::size_t total = 0;
+    if (!detail::checked_mul(block, static_cast<std::size_t>(size_), total) || send.size() != total ||
+        recv.size() != total) {
+      detail::fail("redist::mpi_communicator::alltoall: send has ", send.size(), " and recv ", recv.size(),
+                   " bytes, expected ", size_, " blocks of ", block, " bytes");
+    }
+    if (block <= detail::max_count()) {
+      const int n = static_cast<int>(block);
+      detail::mpi_check(MPI_Alltoall(send.data(), n, MPI_BYTE, recv.data(), n, MPI_BYTE, native()),
+                        "MPI_Alltoall");
+      return;
+    }
+    std::vector<int> lengths;  // one datatype of `block` bytes (extent `block`), in blocks within INT_MAX
+    std::vector<MPI_Aint> displs;
+    detail::append_blocks(0, block, lengths, displs);
+    detail::mpi_types types;
+    const MPI_Datatype type = types.hindexed(lengths, displs);
+    detail::mpi_check(MPI_Alltoall(send.data(), 1, type, recv.data(), 1, type, native()), "MPI_Alltoall");
+  }
+
+  // Everyone's bytes, in rank order; counts (if given) receives each rank's size. One extra MPI_Allgather of
+  // the sizes, since no rank knows the others'.
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::vector<std::size_t>* counts = nullptr) const {
+    const auto n = static_cast<std::size_t>(size_);
+    const std::uint64_t my_size = mine.size();
+    std::vector<std::uint64_t> sizes(n);
+    detail::mpi_check(MPI_Allgather(&my_size, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, native()),
+                      "MPI_Allgather");
+    std::vector<std::size_t> offsets(n + 1, 0);
+    for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + sizes[p];
+    std::vector<std::byte> out(offsets[n]);
+    if (offsets[n] <= detail::max_count()) {  // every count and displacement fits an int
+      std::vector<int> ints(2 * n);
+      for (std::size_t p = 0; p < n; ++p) {
+        ints[p] = static_cast<int>(sizes[p]);
+        ints[n + p] = static_cast<int>(offsets[p]);
+      }
+      detail::mpi_check(MPI_Allgatherv(mine.data(), static_cast<int>(my_size), MPI_BYTE, out.data(),
+                                       ints.data(), ints.data() + n, MPI_BYTE, native()),
+                        "MPI_Allgatherv");
+    } else {
+      const const_segment piece{mine.data(), mine.size()};
+      std::vector<segment> from(n);
+      for (std::size_t p = 0; p < n; ++p) from[p] = {out.data() + offsets[p], sizes[p]};
+      exchange([&](int) { return std::span(&piece, 1); },
+               [&](int p) { return std::span(&from[index(p)], 1); });
+    }
+    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
+    return out;
+  }
+
+  // Agreement: the maximum, minimum or sum of `value` over every rank.
+  std::uint64_t allreduce_max(std::uint64_t value) const { return allreduce(value, MPI_MAX); }
+  std::uint64_t allreduce_min(std::uint64_t value) const { return allreduce(value, MPI_MIN); }
+  std::uint64_t allreduce_sum(std::uint64_t value) const { return allreduce(value, MPI_SUM); }
+
+  void barrier() const { detail::mpi_check(MPI_Barrier(native()), "MPI_Barrier"); }
+
+  // ---- point to point: the receiver names the exact size; chunks of one message share its tag ----
+  void send(std::span<const std::byte> buf, int dst, int tag) const {
+    detail::for_each_chunk(buf.size(), [&](std::size_t offset, int n) {
+      detail::mpi_check(MPI_Send(buf.data() + offset, n, MPI_BYTE, dst, tag, native()), "MPI_Send");
+    });
+  }
+
+  void recv(std::span<std::byte> buf, int src, int tag) const {
+    detail::for_each_chunk(buf.size(), [&](std::size_t offset, int n) {
+      MPI_Status status;
+      detail::mpi_check(MPI_Recv(buf.data() + offset, n, MPI_BYTE, src, tag, native(), &status), "MPI_Recv");
+      detail::check_received(status, n, "recv");
+    });
+  }
+
+  // ---- nonblocking: the buffer must stay alive and untouched until the request completes ----
+  [[nodiscard]] mpi_request isend(std::span<const std::byte> buf, int dst, int tag) const {
+    return start(buf.size(), "MPI_Isend", [&](std::size_t offset, int n, MPI_Request* r) {
+      return MPI_Isend(buf.data() + offset, n, MPI_BYTE, dst, tag, native(), r);
+    });
+  }
+
+  [[nodiscard]] mpi_request irecv(std::span<std::byte> buf, int src, int tag) const {
+    mpi_request r = start(buf.size(), "MPI_Irecv", [&](std::size_t offset, int n, MPI_Request* h) {
+      return MPI_Irecv(buf.data() + offset, n, MPI_BYTE, src, tag, native(), h);
+    });
+    r.recv_bytes_ = buf.size();
+    r.chunk_ = detail::max_count();
+    return r;
+  }
+
+  // Collective: every rank starts it in the same order relative to the other collectives.
+  [[nodiscard]] mpi_request ibroadcast(std::span<std::byte> buf, int root) const {
+    return start(buf.size(), "MPI_Ibcast", [&](std::size_t offset, int n, MPI_Request* r) {
+      return MPI_Ibcast(buf.data() + offset, n, MPI_BYTE, root, native(), r);
+    });
+  }
+
+ private:
+  struct adopt {};
+
+  // Takes ownership of `owned` (a communicator redist created) and makes its errors return.
+  mpi_communicator(adopt, MPI_Comm owned) : comm_(owned) {
+    detail::mpi_check(MPI_Comm_set_errhandler(owned, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    detail::mpi_check(MPI_Comm_rank(owned, &rank_), "MPI_Comm_rank");
+    detail::mpi_check(MPI_Comm_size(owned, &size_), "MPI_Comm_size");
+  }
+
+  static MPI_Comm duplicate(MPI_Comm user) {
+    int initialized = 0;
+    int finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized == 0 || finalized != 0) {
+      detail::fail(
+          "redist::mpi_communicator: MPI is ", finalized != 0 ? "already finalized" : "not initialized",
+          ": call MPI_Init before creating a communicator and MPI_Finalize after destroying it (redist "
+          "never initializes or finalizes MPI)");
+    }
+    if (user == MPI_COMM_NULL) {
+      detail::fail(
+          "redist::mpi_communicator: the communicator is MPI_COMM_NULL (is this rank outside the group "
+          "it was created for?)");
+    }
+    MPI_Comm dup = MPI_COMM_NULL;
+    detail::mpi_check(MPI_Comm_dup(user, &dup), "MPI_Comm_dup");
+    return dup;
+  }
+
+  // MPI_Comm_create_group's tag: the same on every member for the same rank tuple, and different tuples
+  // rarely share one, so concurrent creations do not cross. FNV-1a within 0..32767 (MPI_TAG_UB is at least
+  // 32767).
+  static int group_tag(std::span<const int> ranks) noexcept {
+    std::uint64_t hash = 14695981039346656037ull;
+    for (const int r : ranks) hash = (hash ^ static_cast<std::uint32_t>(r)) * 1099511628211ull;
+    return static_cast<int>(hash % 32768);
+  }
+
+  static std::size_t index(int p) noexcept { return static_cast<std::size_t>(p); }
+
+  // gatherv's and scatterv's blocks on root, one per rank, after checking them (nothing elsewhere). Root's
+  // own block must be as large as its other buffer, own_bytes.
+  template <class Byte>
+  std::vector<detail::segment_for<Byte>> root_blocks(const char* who, const char* buffer, std::span<Byte> buf,
+                                                     std::span<const std::size_t> counts,
+                                                     std::span<const std::size_t> displs,
+                                                     std::size_t own_bytes, int root) const {
+    std::vector<detail::segment_for<Byte>> blocks;
+    if (root < 0 || root >= size_) {
+      detail::fail(who, ": root ", root, " is out of range for a communicator of size ", size_);
+    }
+    if (rank_ != root) return blocks;
+    detail::check_layout(who, buffer, counts, displs, buf.size(), size_);
+    if (counts[index(root)] != own_bytes) {
+      detail::fail(who, ": root's own count is ", counts[index(root)], " bytes but its buffer holds ",
+                   own_bytes);
+    }
+    for (std::size_t p = 0; p < counts.size(); ++p) blocks.push_back({buf.data() + displs[p], counts[p]});
+    return blocks;
+  }
+
+  std::uint64_t allreduce(std::uint64_t value, MPI_Op op) const {
+    std::uint64_t result = 0;
+    detail::mpi_check(MPI_Allreduce(&value, &result, 1, MPI_UINT64_T, op, native()), "MPI_Allreduce");
+    return result;
+  }
+
+  // One request per chunk: begin(offset, count, &handle) starts it and returns MPI's code.
+  template <class Begin>
+  static mpi_request start(std::size_t bytes, const char* what, Begin begin) {
+    mpi_request r;
+    detail::for_each_chunk(bytes, [&](std::size_t offset, int n) {
+      MPI_Request& handle = r.requests_.emplace_back(MPI_REQUEST_NULL);
+      const int rc = begin(offset, n, &handle);
+      if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
+      detail::mpi_check(rc, what);
+    });
+    return r;
+  }
+
+  // One MPI_Alltoallw: the pieces from_me(p) lists go to rank p, the bytes from rank p fill the pieces
+  // to_me(p) lists. Each side decides alone (the other ranks need not know): MPI_BYTE counts and
+  // displacements when every rank's bytes are one block within INT_MAX bytes of the side's lowest address,
+  // else one hindexed datatype per rank over absolute addresses (MPI_BOTTOM), blocks split at INT_MAX.
+  template <class FromMe, class ToMe>
+  void exchange(FromMe from_me, ToMe to_me) const {
+    const auto n = static_cast<std::size_t>(size_);
+    // Send counts, send displacements, receive counts, receive displacements.
+    std::vector<int> ints(4 * n, 0);
+    std::vector<MPI_Datatype> types(2 * n, MPI_BYTE);
+    detail::mpi_types owned;
+    const void* sbuf = describe(from_me, ints.data(), ints.data() + n, types.data(), owned);
+    void* rbuf =
+        const_cast<void*>(describe(to_me, ints.data() + 2 * n, ints.data() + 3 * n, types.data() + n, owned));
+    detail::mpi_check(MPI_Alltoallw(sbuf, ints.data(), ints.data() + n, types.data(), rbuf,
+                                    ints.data() + 2 * n, ints.data() + 3 * n, types.data() + n, native()),
+                      "MPI_Alltoallw");
+  }
+
+  template <class PiecesOf>
+  const void* describe(PiecesOf pieces_of, int* counts, int* displs, MPI_Datatype* types,
+                       detail::mpi_types& owned) const {
+    const std::byte* low = nullptr;
+    std::uintptr_t lo = UINTPTR_MAX;
+    std::uintptr_t hi = 0;
+    bool lean = true;
+    for (int p = 0; p < size_; ++p) {
+      int blocks = 0;
+      for (const auto& s : pieces_of(p)) {
+        if (s.bytes == 0) continue;
+        const auto at = reinterpret_cast<std::uintptr_t>(s.data);
+        if (++blocks > 1) lean = false;
+        if (at < lo) {
+          lo = at;
+          low = s.data;
+        }
+        hi = std::max(hi, at + s.bytes);
+      }
+    }
+    if (low == nullptr) return nullptr;  // nothing to move: counts 0
+    if (lean && hi - lo <= detail::max_count()) {
+      for (int p = 0; p < size_; ++p) {
+        for (const auto& s : pieces_of(p)) {
+          if (s.bytes == 0) continue;
+          counts[p] = static_cast<int>(s.bytes);
+          displs[p] = static_cast<int>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
+        }
+      }
+      return low;
+    }
+    std::vector<int> lengths;
+    std::vector<MPI_Aint> addresses;
+    for (int p = 0; p < size_; ++p) {
+      lengths.clear();
+      addresses.clear();
+      for (const auto& s : pieces_of(p)) {
+        if (s.bytes == 0) continue;
+        MPI_Aint at = 0;
+        detail::mpi_check(MPI_Get_address(s.data, &at), "MPI_Get_address");
+        detail::append_blocks(at, s.bytes, lengths, addresses);
+      }
+      if (lengths.empty()) continue;
+      types[p] = owned.hindexed(lengths, addresses);
+      counts[p] = 1;
+    }
+    return MPI_BOTTOM;
+  }
+
+  detail::mpi_comm_owner comm_;  // declared first, destroyed last: after the sub-groups made from it
+  mutable std::map<std::vector<int>, std::unique_ptr<mpi_communicator>, detail::rank_tuple_less> groups_;
+  int rank_ = 0;
+  int size_ = 0;
+};
+
+static_assert(communicator<mpi_communicator>);
+
+}  // namespace redist
