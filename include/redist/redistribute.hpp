@@ -283,12 +283,14 @@ namespace detail {
 // The checks and agreement of redistribute(), then the steps. With `out`, arriving pairs it wants land there.
 template <class Staging, class... Policies, class Comm, class Tensor>
 void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
-             const redistribute_options& opts, sequence_batch<Tensor>* out) {
+             const redistribute_options& opts, sequence_batch<Tensor>* out, bool compare_plans) {
   std::string problem =
       problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
-  const auto h = plan_hash(p);
-  const bool same_plan = comm.allreduce_min(h) == comm.allreduce_max(h);
-  if (!same_plan) problem = "redist::redistribute: the ranks were given different plans";
+  if (compare_plans) {
+    const auto h = plan_hash(p);
+    if (comm.allreduce_min(h) != comm.allreduce_max(h))
+      problem = "redist::redistribute: the ranks were given different plans";
+  }
   agree(comm, problem);
 
   step_context<Comm, Tensor, Staging> ctx(comm, store, cat, opts);
@@ -355,60 +357,67 @@ template <class Staging = byte_staging, class... Policies, class Comm, class Ten
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
   detail::execute<Staging, Policies...>(comm, store, p, cat, opts,
-                                        static_cast<sequence_batch<Tensor>*>(nullptr));
+                                        static_cast<sequence_batch<Tensor>*>(nullptr), true);
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
 // exactly those ids, in that order, with opts.keys (or every key, ascending by name), keys packed in that
-// order. Costs, before any sample moves: one allreduce, one allgather of every rank's metadata (a compact
-// encoding, not the data) and the checks of the plan-based form.
+// order. Costs, before any sample moves: one allgather of every rank's metadata (a compact encoding, not the
+// data; two MPI calls, sizes then bytes) and one allreduce to agree on the checks of the plan-based form.
 template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
                                     const std::vector<sample_id>& wanted,
                                     const redistribute_options& opts = {}) {
+  // The allgather carries each rank's request, or its problem: a status byte first.
   std::vector<std::byte> blob;
-  detail::agree(comm, detail::problem_of([&] {
-                  local.validate();
-                  blob = detail::encode_request(local, wanted);
-                }));
-
+  const std::string problem = detail::problem_of([&] {
+    local.validate();
+    blob = detail::encode_request(local, wanted);
+  });
+  if (!problem.empty())
+    blob.assign(reinterpret_cast<const std::byte*>(problem.data()),
+                reinterpret_cast<const std::byte*>(problem.data() + problem.size()));
+  blob.insert(blob.begin(), std::byte{problem.empty() ? std::uint8_t{0} : std::uint8_t{1}});
   std::vector<std::size_t> counts;
   const auto all = comm.allgatherv(blob, &counts);
+  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r)
+    if (counts[r] > 0 && all[at] != std::byte{0})
+      throw error(std::string(reinterpret_cast<const char*>(all.data() + at + 1), counts[r] - 1));
+
+  // Every rank decodes the same bytes and plans from them: any error here is the same on every rank, and
+  // so is the plan, with no further communication.
   catalog cat;
   std::vector<sequence_batch<host_tensor>> metas;
   std::vector<id_list> wants;
-  plan p;
   std::vector<std::string> keys = opts.keys;
-  detail::agree(comm, detail::problem_of([&] {
-                  std::size_t at = 0;
-                  for (std::size_t r = 0; r < counts.size(); at += counts[r], ++r) {
-                    auto [meta, ids] = detail::decode_request(std::span(all).subspan(at, counts[r]));
-                    cat.add(meta, static_cast<int>(r));
-                    metas.push_back(std::move(meta));
-                    wants.push_back(std::move(ids));
-                  }
-                  if (keys.empty())
-                    for (const auto& k : cat.keys()) keys.push_back(k.name);
-                  const auto tracker = storage_tracker::from_batches(metas);
-                  const plan_options po{.ranks_per_node = opts.ranks_per_node};
-                  switch (opts.pattern) {
-                    case plan_pattern::one_hop:
-                      p = plan_all_to_all(tracker, wants, keys, po);
-                      break;
-                    case plan_pattern::gather_scatter:
-                      p = plan_gather_scatter(tracker, wants, keys, po);
-                      break;
-                    case plan_pattern::broadcast:
-                      p = plan_broadcast(tracker, wants, keys, po);
-                      break;
-                  }
-                }));
+  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
+    auto [meta, ids] = detail::decode_request(std::span(all).subspan(at + 1, counts[r] - 1));
+    cat.add(meta, static_cast<int>(r));
+    metas.push_back(std::move(meta));
+    wants.push_back(std::move(ids));
+  }
+  if (keys.empty())
+    for (const auto& k : cat.keys()) keys.push_back(k.name);
+  const auto tracker = storage_tracker::from_batches(metas);
+  const plan_options po{.ranks_per_node = opts.ranks_per_node};
+  plan p;
+  switch (opts.pattern) {
+    case plan_pattern::one_hop:
+      p = plan_all_to_all(tracker, wants, keys, po);
+      break;
+    case plan_pattern::gather_scatter:
+      p = plan_gather_scatter(tracker, wants, keys, po);
+      break;
+    case plan_pattern::broadcast:
+      p = plan_broadcast(tracker, wants, keys, po);
+      break;
+  }
 
   sample_store<Tensor> store;
   store.borrow(local);  // no copy of this rank's samples
   // Received samples land in their final places; what this rank held is copied in once at the end.
   auto out = detail::make_output<Tensor>(cat, wanted, keys, metas);
-  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, &out);
+  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, &out, false);
   return out;
 }
 
