@@ -28,12 +28,9 @@ struct broadcast_policy {
       ctx.declare(s);
       ctx.open_inbox();
     }
-    std::vector<int> ranks = st.dsts;
-    ranks.push_back(st.root);
-    std::sort(ranks.begin(), ranks.end());
-    const auto* group = st.dsts.size() == 1 ? nullptr : comm.group(ranks);
-    const int group_root =
-        static_cast<int>(std::lower_bound(ranks.begin(), ranks.end(), st.root) - ranks.begin());
+    const step_group g(st.dsts, st.root);
+    const auto* group = st.dsts.size() == 1 ? nullptr : comm.group(g.ranks);
+    const int group_root = static_cast<int>(g.index(st.root));
     std::vector<std::byte> buf;
     for (std::size_t k = 0; k < rounds; ++k) {
       const auto [b, e] = Context::window(s.bytes(), k, rounds);

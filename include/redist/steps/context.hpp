@@ -27,6 +27,21 @@ struct stream_item {
   std::uint32_t key = 0;
 };
 
+// The ranks of a step's sub-group: `members` and `root`, ascending, once each; a rank's group rank is its
+// position here.
+struct step_group {
+  std::vector<int> ranks;
+  step_group(std::span<const int> members, int root) : ranks(members.begin(), members.end()) {
+    ranks.push_back(root);
+    std::sort(ranks.begin(), ranks.end());
+    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  }
+  bool contains(int rank) const { return std::binary_search(ranks.begin(), ranks.end(), rank); }
+  std::size_t index(int rank) const {
+    return static_cast<std::size_t>(std::lower_bound(ranks.begin(), ranks.end(), rank) - ranks.begin());
+  }
+};
+
 // The items one sender sends to one receiver, in wire order, with each item's wire offset.
 struct stream {
   std::vector<stream_item> items;

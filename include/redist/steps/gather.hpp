@@ -19,14 +19,10 @@ struct gather_policy {
   static void run(Context& ctx, const gather_step& st) {
     const auto& comm = ctx.comm();
     const int me = comm.rank();
-    std::vector<int> ranks = st.srcs;
-    ranks.push_back(st.root);
-    std::sort(ranks.begin(), ranks.end());
-    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-    if (!std::binary_search(ranks.begin(), ranks.end(), me)) return;
-    auto index = [&](int r) {
-      return static_cast<std::size_t>(std::lower_bound(ranks.begin(), ranks.end(), r) - ranks.begin());
-    };
+    const step_group g(st.srcs, st.root);
+    if (!g.contains(me)) return;
+    const auto& ranks = g.ranks;
+    auto index = [&](int r) { return g.index(r); };
 
     // Member j's stream; the root keeps what it holds and so contributes nothing.
     std::vector<stream> streams(ranks.size());

@@ -23,14 +23,10 @@ struct scatter_policy {
   static void run(Context& ctx, const scatter_step& st) {
     const auto& comm = ctx.comm();
     const int me = comm.rank();
-    std::vector<int> ranks = st.dsts;
-    ranks.push_back(st.root);
-    std::sort(ranks.begin(), ranks.end());
-    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-    if (!std::binary_search(ranks.begin(), ranks.end(), me)) return;
-    auto index = [&](int r) {
-      return static_cast<std::size_t>(std::lower_bound(ranks.begin(), ranks.end(), r) - ranks.begin());
-    };
+    const step_group g(st.dsts, st.root);
+    if (!g.contains(me)) return;
+    const auto& ranks = g.ranks;
+    auto index = [&](int r) { return g.index(r); };
     const bool root = me == st.root;
 
     // One stream per distinct id list; member j receives list_of[j] (none for the root, which holds it all).
