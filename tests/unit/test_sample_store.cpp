@@ -24,27 +24,7 @@
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
 
-// ---- allocation failure injection: operator new throws on the n-th call while armed ----
-namespace {
-long allocations_left = -1;  // -1: never fail
-
-// Arms the failure for its lifetime, so that an unexpected exception cannot leave it armed.
-struct failing_allocations {
-  explicit failing_allocations(long n) { allocations_left = n; }
-  ~failing_allocations() { allocations_left = -1; }
-  failing_allocations(const failing_allocations&) = delete;
-  failing_allocations& operator=(const failing_allocations&) = delete;
-};
-}  // namespace
-
-void* operator new(std::size_t size) {
-  if (allocations_left == 0) throw std::bad_alloc();
-  if (allocations_left > 0) --allocations_left;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "failing_allocations.hpp"
 
 namespace {
 
