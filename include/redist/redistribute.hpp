@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "redist/comm/agree.hpp"
 #include "redist/comm/communicator.hpp"
 #include "redist/core/catalog.hpp"
 #include "redist/core/error.hpp"
@@ -59,32 +60,6 @@ struct pick_policy<Step, Staging, P, Rest...> {
   using type = std::conditional_t<std::is_same_v<typename P::step_type, Step>, P,
                                   typename pick_policy<Step, Staging, Rest...>::type>;
 };
-
-// Every rank passes its own problem (empty when it has none). If any rank has one, every rank throws the
-// same redist::error: the lowest failing rank's message. Costs one allreduce, plus two broadcasts on failure.
-template <class Comm>
-void agree(const Comm& comm, const std::string& problem) {
-  const auto size = static_cast<std::uint64_t>(comm.size());
-  const auto first = comm.allreduce_min(problem.empty() ? size : static_cast<std::uint64_t>(comm.rank()));
-  if (first == size) return;
-  const int root = static_cast<int>(first);
-  std::uint64_t length = problem.size();
-  comm.broadcast(std::as_writable_bytes(std::span(&length, 1)), root);
-  std::string text(comm.rank() == root ? problem : std::string(length, '\0'));
-  comm.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), root);
-  throw error(text);
-}
-
-// Runs f, turning a redist::error into a problem string for agree().
-template <class F>
-std::string problem_of(F&& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.what();
-  }
-  return {};
-}
 
 inline std::uint64_t hash_mix(std::uint64_t h, std::uint64_t v) noexcept {
   return (h ^ v) * 0x100000001b3ull;
