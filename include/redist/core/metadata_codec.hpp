@@ -16,6 +16,7 @@
 #include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/sequence_batch.hpp"
+#include "redist/detail/byte_codec.hpp"
 
 // Format, version 1. Integers are unsigned LEB128 varints unless said otherwise.
 //   u8 version (1)
@@ -32,85 +33,6 @@ namespace redist {
 namespace detail {
 
 inline constexpr std::uint8_t metadata_format_version = 1;
-
-class metadata_writer {
- public:
-  explicit metadata_writer(std::vector<std::byte>& out) : out_(out) {}
-
-  void u8(std::uint8_t v) { out_.push_back(static_cast<std::byte>(v)); }
-  void varint(std::uint64_t v) {
-    while (v >= 0x80) {
-      out_.push_back(static_cast<std::byte>((v & 0x7f) | 0x80));
-      v >>= 7;
-    }
-    out_.push_back(static_cast<std::byte>(v));
-  }
-  void string(std::string_view s) {
-    varint(s.size());
-    const auto* p = reinterpret_cast<const std::byte*>(s.data());
-    out_.insert(out_.end(), p, p + s.size());
-  }
-
- private:
-  std::vector<std::byte>& out_;
-};
-
-class metadata_reader {
- public:
-  explicit metadata_reader(std::span<const std::byte> bytes) : bytes_(bytes) {}
-
-  std::size_t position() const noexcept { return pos_; }
-  std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
-
-  std::uint8_t u8(std::string_view what) {
-    if (remaining() == 0) truncated(what);
-    return static_cast<std::uint8_t>(bytes_[pos_++]);
-  }
-  std::uint64_t varint(std::string_view what) {
-    const std::size_t start = pos_;
-    std::uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-      if (remaining() == 0) truncated(what);
-      const auto b = static_cast<std::uint64_t>(bytes_[pos_++]);
-      // The tenth byte holds bit 63 only.
-      if (shift == 63 && b > 1)
-        fail("redist::decode_metadata: ", what, " at byte ", start, " overflows 64 bits");
-      v |= (b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-  }
-  // A length or extent: must fit std::int64_t.
-  std::int64_t length(std::string_view what) {
-    const std::size_t start = pos_;
-    const std::uint64_t v = varint(what);
-    if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-      fail("redist::decode_metadata: ", what, " ", v, " at byte ", start, " exceeds the int64 range");
-    return static_cast<std::int64_t>(v);
-  }
-  // A count of things that take at least `min_bytes` each: bounded by the bytes left.
-  std::size_t count(std::string_view what, std::size_t min_bytes) {
-    const std::size_t start = pos_;
-    const std::uint64_t v = varint(what);
-    if (v > remaining() / min_bytes)
-      fail("redist::decode_metadata: ", what, " ", v, " at byte ", start, " cannot fit in the ", remaining(),
-           " bytes left");
-    return static_cast<std::size_t>(v);
-  }
-  std::string string(std::string_view what) {
-    const std::size_t n = count(what, 1);
-    std::string s(reinterpret_cast<const char*>(bytes_.data() + pos_), n);
-    pos_ += n;
-    return s;
-  }
-
- private:
-  [[noreturn]] void truncated(std::string_view what) const {
-    fail("redist::decode_metadata: truncated input: ", what, " at byte ", pos_, " is missing");
-  }
-
-  std::span<const std::byte> bytes_;
-  std::size_t pos_ = 0;
-};
 
 }  // namespace detail
 

@@ -1,0 +1,174 @@
+// redist::nested<Tensor>: a tree of tensors (a tensor, a list, or named fields in order), the items that
+// dispatch and the rotating broadcast move; its schema (structure, names, dtypes, shapes) as compact bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "redist/core/dtype.hpp"
+#include "redist/core/error.hpp"
+#include "redist/core/tensor_traits.hpp"
+#include "redist/detail/byte_codec.hpp"
+
+namespace redist {
+
+template <tensor_like Tensor>
+class nested {
+ public:
+  struct field;
+  using list = std::vector<nested>;
+  using fields = std::vector<field>;  // in order; names need not be unique, like any ordered record
+
+  // An empty list.
+  nested() = default;
+  nested(Tensor t) : node_(std::move(t)) {}          // NOLINT(google-explicit-constructor): a leaf is a tree
+  nested(list items) : node_(std::move(items)) {}    // NOLINT(google-explicit-constructor)
+  nested(fields named) : node_(std::move(named)) {}  // NOLINT(google-explicit-constructor)
+
+  bool is_tensor() const noexcept { return std::holds_alternative<Tensor>(node_); }
+  bool is_list() const noexcept { return std::holds_alternative<list>(node_); }
+  bool is_fields() const noexcept { return std::holds_alternative<fields>(node_); }
+
+  Tensor& tensor() { return get<Tensor>("a tensor"); }
+  const Tensor& tensor() const { return get<Tensor>("a tensor"); }
+  list& items() { return get<list>("a list"); }
+  const list& items() const { return get<list>("a list"); }
+  fields& named() { return get<fields>("named fields"); }
+  const fields& named() const { return get<fields>("named fields"); }
+
+  // The tensors, depth first in order: the order in which schemas list them and their bytes travel.
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) {
+    visit_leaves(*this, fn);
+  }
+  template <class Fn>
+  void for_each_tensor(Fn&& fn) const {
+    visit_leaves(*this, fn);
+  }
+
+ private:
+  template <class T>
+  T& get(const char* what) {
+    if (auto* p = std::get_if<T>(&node_)) return *p;
+    detail::fail("redist::nested: this node is not ", what);
+  }
+  template <class T>
+  const T& get(const char* what) const {
+    if (const auto* p = std::get_if<T>(&node_)) return *p;
+    detail::fail("redist::nested: this node is not ", what);
+  }
+  template <class Self, class Fn>
+  static void visit_leaves(Self& self, Fn& fn) {
+    if (auto* t = std::get_if<Tensor>(&self.node_)) {
+      fn(*t);
+    } else if (auto* l = std::get_if<list>(&self.node_)) {
+      for (auto& child : *l) visit_leaves(child, fn);
+    } else {
+      for (auto& f : std::get<fields>(self.node_)) visit_leaves(f.value, fn);
+    }
+  }
+
+  std::variant<list, Tensor, fields> node_;
+};
+
+template <tensor_like Tensor>
+struct nested<Tensor>::field {
+  std::string name;
+  nested value;
+};
+
+// Format (detail/byte_codec.hpp's varints), depth first:
+//   u8 kind: 0 list, 1 fields, 2 tensor
+//   list: count, then each child; fields: count, then per field its name (length, bytes) and child;
+//   tensor: u8 dtype code, rank, each extent
+// Tensor bytes are not part of the schema.
+namespace detail {
+
+enum class nested_kind : std::uint8_t { list = 0, fields = 1, tensor = 2 };
+
+template <class Tensor>
+void encode_node(const nested<Tensor>& node, metadata_writer& w) {
+  if (node.is_tensor()) {
+    const Tensor& t = node.tensor();
+    w.u8(static_cast<std::uint8_t>(nested_kind::tensor));
+    w.u8(static_cast<std::uint8_t>(tensor_traits<Tensor>::dtype(t)));
+    const std::size_t rank = tensor_traits<Tensor>::rank(t);
+    w.varint(rank);
+    for (std::size_t d = 0; d < rank; ++d)
+      w.varint(static_cast<std::uint64_t>(tensor_traits<Tensor>::extent(t, d)));
+  } else if (node.is_list()) {
+    w.u8(static_cast<std::uint8_t>(nested_kind::list));
+    w.varint(node.items().size());
+    for (const auto& child : node.items()) encode_node(child, w);
+  } else {
+    w.u8(static_cast<std::uint8_t>(nested_kind::fields));
+    w.varint(node.named().size());
+    for (const auto& f : node.named()) {
+      w.string(f.name);
+      encode_node(f.value, w);
+    }
+  }
+}
+
+// Depth beyond which a schema is refused, so a corrupt one cannot exhaust the stack.
+inline constexpr int max_nested_depth = 256;
+
+template <class Tensor>
+nested<Tensor> decode_node(metadata_reader& r, int depth) {
+  if (depth > max_nested_depth)
+    fail("redist::decode_schema: nesting deeper than ", max_nested_depth, " levels");
+  const std::uint8_t kind = r.u8("node kind");
+  switch (static_cast<nested_kind>(kind)) {
+    case nested_kind::list: {
+      typename nested<Tensor>::list items(r.count("list length", 1));
+      for (auto& child : items) child = decode_node<Tensor>(r, depth + 1);
+      return items;
+    }
+    case nested_kind::fields: {
+      typename nested<Tensor>::fields named(r.count("field count", 2));
+      for (auto& f : named) {
+        f.name = r.string("field name");
+        f.value = decode_node<Tensor>(r, depth + 1);
+      }
+      return named;
+    }
+    case nested_kind::tensor: {
+      const std::uint8_t code = r.u8("dtype");
+      if (code >= dtype_count)
+        fail("redist::decode_schema: dtype code ", static_cast<int>(code), " is not a redist::dtype");
+      std::vector<std::int64_t> shape(r.count("tensor rank", 1));
+      for (auto& e : shape) e = r.length("extent");
+      return tensor_traits<Tensor>::allocate(static_cast<dtype>(code), shape);
+    }
+  }
+  fail("redist::decode_schema: node kind ", static_cast<int>(kind), " is not a list, fields or tensor");
+}
+
+}  // namespace detail
+
+// The schema of `tree`: its structure, field names, and each tensor's dtype and shape, not its bytes.
+template <class Tensor>
+std::vector<std::byte> encode_schema(const nested<Tensor>& tree) {
+  std::vector<std::byte> out;
+  detail::metadata_writer w(out);
+  detail::encode_node(tree, w);
+  return out;
+}
+
+// A tree with the schema's structure whose tensors are allocated with its dtypes and shapes (contents
+// indeterminate, to be received into). Throws redist::error "redist::decode_schema: ..." on malformed input.
+template <allocatable_tensor Tensor>
+nested<Tensor> decode_schema(std::span<const std::byte> bytes) {
+  detail::metadata_reader r(bytes, "redist::decode_schema");
+  nested<Tensor> tree = detail::decode_node<Tensor>(r, 0);
+  if (r.remaining() != 0)
+    detail::fail("redist::decode_schema: ", r.remaining(), " bytes left over after the schema");
+  return tree;
+}
+
+}  // namespace redist
