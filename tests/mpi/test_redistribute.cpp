@@ -635,6 +635,17 @@ TEST_CASE("redistribute: tiny staging budgets force many rounds") {
   s.run<redist::float32_staging>(case_seed, {.max_block = 2, .max_len = 2}, 1);
 }
 
+TEST_CASE("redistribute: large keys move one exchange per key, also in rounds") {
+  // Thousands of tokens per sequence put well over 64 KiB per rank and key on the wire, where byte staging
+  // exchanges each key on its own (straight into the output when the order allows).
+  REDIST_AGREED_SEED(seed);
+  const redist::mpi_communicator comm(MPI_COMM_WORLD);
+  sweep s{MPI_COMM_WORLD, comm};
+  const std::uint64_t case_seed = mix(seed, 4);
+  s.run<redist::byte_staging>(case_seed, {.max_block = 4, .max_len = 8000});
+  s.run<redist::byte_staging>(case_seed, {.max_block = 4, .max_len = 8000}, 100000);
+}
+
 TEST_CASE("redistribute: the plan-based form adds exactly the wanted samples to the store") {
   REDIST_AGREED_SEED(seed);
   const redist::mpi_communicator comm(MPI_COMM_WORLD);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <map>
+#include <numeric>
 #include <vector>
 
 #include "redist/comm/communicator.hpp"
@@ -55,10 +56,24 @@ struct all_to_all_policy {
     }
     ctx.open_inbox();
 
+    // With byte staging, one exchange per key once keys are large: a consumer that asks in arrival order
+    // then receives each peer's part of a key as one block straight into its tensor, which saves copying
+    // every received byte once more at the cost of an exchange per key. Every rank decides alike, from sizes.
+    std::size_t parts = 1;
+    if constexpr (Staging::in_place) {
+      const std::size_t total = std::accumulate(in.begin(), in.end(), std::size_t{0});
+      if (st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes) parts = st.keys.size();
+    }
+
     std::vector<std::vector<const_segment>> send(n);
     std::vector<std::vector<segment>> recv(n);
     std::vector<std::byte> scratch_out, scratch_in, trash, zeros;
-    for (std::size_t k = 0; k < rounds; ++k) {
+    for (std::size_t exchange = 0; exchange < rounds * parts; ++exchange) {
+      const std::size_t k = exchange / parts;
+      // Routes of this exchange: all, or those of one key.
+      auto here = [&](const all_to_all_step::route* r) {
+        return parts == 1 || st.payloads[r->payload].key == exchange % parts;
+      };
       for (auto& v : send) v.clear();
       for (auto& v : recv) v.clear();
       const std::size_t block = Staging::padded ? block_size(ctx, st, length, k, rounds) : 0;
@@ -80,6 +95,7 @@ struct all_to_all_policy {
       }
       std::size_t at = 0;
       for (const auto* r : sends) {
+        if (!here(r)) continue;
         const auto [b, e] = Context::window(length[r->payload], k, rounds);
         auto& dst = send[static_cast<std::size_t>(r->dst)];
         if constexpr (Staging::in_place) {
@@ -97,6 +113,7 @@ struct all_to_all_policy {
       }
       std::size_t in_at = 0, trash_at = 0;
       for (const auto* r : recvs) {
+        if (!here(r)) continue;
         const auto [b, e] = Context::window(length[r->payload], k, rounds);
         auto& src = recv[static_cast<std::size_t>(r->src)];
         ctx.recv_pieces(mine.at(r->payload), b, e, src, scratch_in.data() + in_at);
@@ -120,6 +137,10 @@ struct all_to_all_policy {
   }
 
  private:
+  // Average bytes per rank and key from which a step's keys move in separate exchanges: above it, copying
+  // the bytes once more costs more than the latency of another exchange.
+  static constexpr std::size_t split_bytes = std::size_t{64} << 10;
+
   template <class Context>
   static std::size_t win(const Context&, std::size_t length, std::size_t k, std::size_t rounds) {
     const auto [b, e] = Context::window(length, k, rounds);

@@ -128,7 +128,7 @@ class step_context {
                    std::byte* scratch) const {
     for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t at) {
       if constexpr (Staging::in_place) {
-        out.push_back({source(it) + from, n});
+        append(out, const_segment{source(it) + from, n});
       } else {
         Staging::pack(cat_.keys()[it.key].dtype, source(it), from, n, scratch + at);
       }
@@ -197,7 +197,7 @@ class step_context {
                    std::byte* scratch) {
     if constexpr (Staging::in_place) {
       for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t) {
-        out.push_back({sink_of(it) + from, n});
+        append(out, segment{sink_of(it) + from, n});
       });
     } else {
       out.push_back({scratch, end - begin});
@@ -246,6 +246,17 @@ class step_context {
   }
 
  private:
+  // Adds a piece, merged into the last one when it continues it: samples adjacent in memory on both sides
+  // then move as one block, and a peer whose pieces all merge is sent from (received into) place.
+  template <class Segment>
+  static void append(std::vector<Segment>& out, Segment s) {
+    if (!out.empty() && out.back().data + out.back().bytes == s.data) {
+      out.back().bytes += s.bytes;
+    } else {
+      out.push_back(s);
+    }
+  }
+
   enum class place : std::uint8_t { chunk, discard, output };
   struct sink_entry {
     sample_id id;
