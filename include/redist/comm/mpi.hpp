@@ -352,15 +352,15 @@ class mpi_communicator {
       });
     };
     const bool pack = scattered(send), unpack = scattered(recv);
-    std::vector<std::byte> out, in;
+    std::unique_ptr<std::byte[]> out, in;  // uninitialized: every byte is written before it is read
     std::vector<const_segment> packed(pack ? n : 0);
     std::vector<segment> landing(unpack ? n : 0);
     if (pack) {
       std::size_t total = 0;
       for (const auto& l : send)
         for (const auto& s : l) total += s.bytes;
-      out.resize(total);
-      std::byte* at = out.data();
+      out.reset(new std::byte[total]);
+      std::byte* at = out.get();
       for (std::size_t p = 0; p < n; ++p) {
         packed[p] = {at, 0};
         for (const auto& s : send[p]) {
@@ -374,8 +374,8 @@ class mpi_communicator {
       std::size_t total = 0;
       for (const auto& l : recv)
         for (const auto& s : l) total += s.bytes;
-      in.resize(total);
-      std::byte* at = in.data();
+      in.reset(new std::byte[total]);
+      std::byte* at = in.get();
       for (std::size_t p = 0; p < n; ++p) {
         landing[p] = {at, 0};
         for (const auto& s : recv[p]) at += s.bytes;
@@ -390,7 +390,7 @@ class mpi_communicator {
           return unpack ? std::span<const segment>(&landing[index(p)], 1) : std::span(recv[index(p)]);
         });
     if (unpack) {
-      const std::byte* at = in.data();
+      const std::byte* at = in.get();
       for (const auto& l : recv)
         for (const auto& s : l) {
           if (s.bytes != 0) std::memcpy(s.data, at, s.bytes);
