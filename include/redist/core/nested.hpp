@@ -2,6 +2,7 @@
 // dispatch and the rotating broadcast move; its schema (structure, names, dtypes, shapes) as compact bytes.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,6 +15,7 @@
 #include "redist/core/error.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
+#include "redist/detail/checked.hpp"
 
 namespace redist {
 
@@ -91,32 +93,39 @@ namespace detail {
 
 enum class nested_kind : std::uint8_t { list = 0, fields = 1, tensor = 2 };
 
+// Depth beyond which a schema is refused, so a corrupt one cannot exhaust the stack. The root is at depth 0.
+// The encoder refuses what the decoder would, so every schema it writes can be read back.
+inline constexpr int max_nested_depth = 256;
+
 template <class Tensor>
-void encode_node(const nested<Tensor>& node, metadata_writer& w) {
+void encode_node(const nested<Tensor>& node, metadata_writer& w, int depth) {
+  if (depth > max_nested_depth)
+    fail("redist::encode_schema: nesting deeper than ", max_nested_depth, " levels");
   if (node.is_tensor()) {
     const Tensor& t = node.tensor();
     w.u8(static_cast<std::uint8_t>(nested_kind::tensor));
     w.u8(static_cast<std::uint8_t>(tensor_traits<Tensor>::dtype(t)));
     const std::size_t rank = tensor_traits<Tensor>::rank(t);
     w.varint(rank);
-    for (std::size_t d = 0; d < rank; ++d)
-      w.varint(static_cast<std::uint64_t>(tensor_traits<Tensor>::extent(t, d)));
+    for (std::size_t d = 0; d < rank; ++d) {
+      const auto e = static_cast<std::int64_t>(tensor_traits<Tensor>::extent(t, d));
+      // A negative extent would be written as a huge varint that no decoder accepts.
+      if (e < 0) fail("redist::encode_schema: extent ", e, " of dim ", d, " is negative");
+      w.varint(static_cast<std::uint64_t>(e));
+    }
   } else if (node.is_list()) {
     w.u8(static_cast<std::uint8_t>(nested_kind::list));
     w.varint(node.items().size());
-    for (const auto& child : node.items()) encode_node(child, w);
+    for (const auto& child : node.items()) encode_node(child, w, depth + 1);
   } else {
     w.u8(static_cast<std::uint8_t>(nested_kind::fields));
     w.varint(node.named().size());
     for (const auto& f : node.named()) {
       w.string(f.name);
-      encode_node(f.value, w);
+      encode_node(f.value, w, depth + 1);
     }
   }
 }
-
-// Depth beyond which a schema is refused, so a corrupt one cannot exhaust the stack.
-inline constexpr int max_nested_depth = 256;
 
 template <class Tensor>
 nested<Tensor> decode_node(metadata_reader& r, int depth) {
@@ -141,8 +150,18 @@ nested<Tensor> decode_node(metadata_reader& r, int depth) {
       const std::uint8_t code = r.u8("dtype");
       if (code >= dtype_count)
         fail("redist::decode_schema: dtype code ", static_cast<int>(code), " is not a redist::dtype");
+      const std::size_t at = r.position();
       std::vector<std::int64_t> shape(r.count("tensor rank", 1));
       for (auto& e : shape) e = r.length("extent");
+      // The byte size must be computable: a corrupt extent must not reach the allocator as a wrapped size.
+      if (std::find(shape.begin(), shape.end(), 0) == shape.end()) {
+        std::size_t bytes = size_of(static_cast<dtype>(code));
+        for (const std::int64_t e : shape) {
+          if (!checked_mul(bytes, static_cast<std::size_t>(e), bytes))
+            fail("redist::decode_schema: the ", name(static_cast<dtype>(code)), " tensor of rank ",
+                 shape.size(), " at byte ", at, " has more bytes than a std::size_t holds");
+        }
+      }
       return tensor_traits<Tensor>::allocate(static_cast<dtype>(code), shape);
     }
   }
@@ -152,11 +171,13 @@ nested<Tensor> decode_node(metadata_reader& r, int depth) {
 }  // namespace detail
 
 // The schema of `tree`: its structure, field names, and each tensor's dtype and shape, not its bytes.
+// Throws redist::error "redist::encode_schema: ..." for a tree nested deeper than max_nested_depth or a
+// negative extent, which decode_schema would refuse.
 template <class Tensor>
 std::vector<std::byte> encode_schema(const nested<Tensor>& tree) {
   std::vector<std::byte> out;
   detail::metadata_writer w(out);
-  detail::encode_node(tree, w);
+  detail::encode_node(tree, w, 0);
   return out;
 }
 
