@@ -48,6 +48,7 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.gatherv(cbuf, buf, sizes, sizes, 0);
   c.scatterv(cbuf, sizes, sizes, buf, 0);
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
+  c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes).wait();
   c.alltoall_segments(send_pieces, recv_pieces);
   c.alltoall(cbuf, buf, std::size_t{1});
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;

@@ -334,6 +334,74 @@ class mpi_communicator {
              [&](int p) { return std::span(&from[index(p)], 1); });
   }
 
+  // ---- ialltoallv: alltoallv started now, completed by the request's wait() ----
+  // What ialltoallv returns. MPI reads the count and displacement arrays and the datatypes of a nonblocking
+  // collective until it completes, so the request owns them and frees them only after completion. Move-only.
+  // wait() completes it (again: nothing) and throws redist::error if it failed; destroying it pending waits
+  // and ignores errors, like mpi_request, so MPI never touches a buffer or datatype its owner believes free.
+  class alltoallv_request {
+   public:
+    bool pending() const noexcept { return state_ != nullptr && state_->request.pending(); }
+    void wait() {
+      const std::unique_ptr<state> done = std::move(state_);  // freed after the wait, also when it throws
+      if (done != nullptr) done->request.wait();
+    }
+
+   private:
+    friend class mpi_communicator;
+    struct state {
+      std::vector<int> ints;            // send counts, send displacements, receive counts, receive displs
+      std::vector<MPI_Datatype> types;  // per rank: send side, then receive side
+      detail::mpi_types owned;
+      mpi_request request;  // declared last, destroyed first: completes before the arrays and types go
+    };
+    std::unique_ptr<state> state_;
+  };
+
+  // alltoallv's exchange, started: send[send_displs[p], +send_counts[p]) goes to rank p, what rank p sends
+  // lands at recv[recv_displs[p], ...). Collective: every rank starts it in the same order relative to the
+  // other collectives. The counts and displacements are copied; send and recv must stay alive and untouched
+  // until the request completes. One MPI_Ialltoallv when each side's blocks lie within max_count() bytes of
+  // its lowest one, else one MPI_Ialltoallw with a hindexed datatype per rank over absolute addresses.
+  [[nodiscard]] alltoallv_request ialltoallv(std::span<const std::byte> send,
+                                             std::span<const std::size_t> send_counts,
+                                             std::span<const std::size_t> send_displs,
+                                             std::span<std::byte> recv,
+                                             std::span<const std::size_t> recv_counts,
+                                             std::span<const std::size_t> recv_displs) const {
+    const char* who = "redist::mpi_communicator::ialltoallv";
+    detail::check_layout(who, "send", send_counts, send_displs, send.size(), size_);
+    detail::check_layout(who, "recv", recv_counts, recv_displs, recv.size(), size_);
+    const auto n = static_cast<std::size_t>(size_);
+    std::vector<const_segment> to(n);
+    std::vector<segment> from(n);
+    for (std::size_t p = 0; p < n; ++p) {
+      to[p] = {send.data() + send_displs[p], send_counts[p]};
+      from[p] = {recv.data() + recv_displs[p], recv_counts[p]};
+    }
+    auto s = std::make_unique<alltoallv_request::state>();
+    s->ints.assign(4 * n, 0);
+    s->types.assign(2 * n, MPI_BYTE);
+    int* const ints = s->ints.data();
+    MPI_Datatype* const types = s->types.data();
+    const void* sbuf =
+        describe([&](int p) { return std::span(&to[index(p)], 1); }, ints, ints + n, types, s->owned);
+    void* rbuf = const_cast<void*>(describe([&](int p) { return std::span(&from[index(p)], 1); },
+                                            ints + 2 * n, ints + 3 * n, types + n, s->owned));
+    const bool bytes =
+        std::all_of(s->types.begin(), s->types.end(), [](MPI_Datatype t) { return t == MPI_BYTE; });
+    MPI_Request& handle = s->request.requests_.emplace_back(MPI_REQUEST_NULL);
+    const int rc = bytes ? MPI_Ialltoallv(sbuf, ints, ints + n, MPI_BYTE, rbuf, ints + 2 * n, ints + 3 * n,
+                                          MPI_BYTE, native(), &handle)
+                         : MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n,
+                                          types + n, native(), &handle);
+    if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
+    detail::mpi_check(rc, bytes ? "MPI_Ialltoallv" : "MPI_Ialltoallw");
+    alltoallv_request r;
+    r.state_ = std::move(s);
+    return r;
+  }
+
   // The pieces send[p] lists, in order, go to rank p; the bytes from rank p fill the pieces recv[p] lists, in
   // order (their total is what rank p sends). One MPI_Alltoallw. A side whose every peer has at most one
   // piece is moved in place. A side with several pieces for some peer is packed into (received into) one

@@ -128,6 +128,21 @@ class self_communicator {
     detail::copy_bytes(send.data() + send_displs[0], send_counts[0], recv.data() + recv_displs[0]);
   }
 
+  // Complete when it returns (alltoallv's copy); the request has nothing left to wait for.
+  [[nodiscard]] self_request ialltoallv(std::span<const std::byte> send,
+                                        std::span<const std::size_t> send_counts,
+                                        std::span<const std::size_t> send_displs, std::span<std::byte> recv,
+                                        std::span<const std::size_t> recv_counts,
+                                        std::span<const std::size_t> recv_displs) const {
+    detail::check_layout("redist::self_communicator::ialltoallv", "send", send_counts, send_displs,
+                         send.size(), 1);
+    detail::check_layout("redist::self_communicator::ialltoallv", "recv", recv_counts, recv_displs,
+                         recv.size(), 1);
+    check_count("ialltoallv", send_counts[0], recv_counts[0]);
+    detail::copy_bytes(send.data() + send_displs[0], send_counts[0], recv.data() + recv_displs[0]);
+    return {};
+  }
+
   // Streams the send pieces into the receive pieces, however the two are cut.
   void alltoall_segments(std::span<const std::vector<const_segment>> send,
                          std::span<const std::vector<segment>> recv) const {
