@@ -1,0 +1,355 @@
+// One-process tests of redist/seqpar.hpp: the all-to-all's packing and unpacking index math for 1 to 5
+// simulated ranks (every pair of dims, padding and cutting) and slice_inputs' slicing against an element-by-
+// element reference, the public operations on a self_communicator, local errors, and the agreement messages.
+#include <doctest/doctest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "redist/comm/self.hpp"
+#include "redist/seqpar.hpp"
+
+namespace {
+
+using redist::dtype;
+using redist::host_tensor;
+namespace sp = redist::detail::seqpar;
+using shape_t = std::vector<std::int64_t>;
+
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::size_t numel(const shape_t& s) {
+  std::size_t n = 1;
+  for (auto e : s) n *= static_cast<std::size_t>(e);
+  return n;
+}
+
+// Never zero, so that a zero byte in a result is padding, not data.
+std::byte byte_of(std::uint64_t source, std::size_t i) {
+  return static_cast<std::byte>(1 + mix(source * 1000003 + i) % 255);
+}
+
+std::vector<std::byte> bytes_for(std::uint64_t source, std::size_t n) {
+  std::vector<std::byte> b(n);
+  for (std::size_t i = 0; i < n; ++i) b[i] = byte_of(source, i);
+  return b;
+}
+
+// Row-major multi-index <-> flat index.
+std::vector<std::int64_t> unflatten(std::size_t flat, const shape_t& s) {
+  std::vector<std::int64_t> idx(s.size());
+  for (std::size_t d = s.size(); d-- > 0;) {
+    idx[d] = static_cast<std::int64_t>(flat % static_cast<std::size_t>(s[d]));
+    flat /= static_cast<std::size_t>(s[d]);
+  }
+  return idx;
+}
+std::size_t flatten(const std::vector<std::int64_t>& idx, const shape_t& s) {
+  std::size_t flat = 0;
+  for (std::size_t d = 0; d < s.size(); ++d)
+    flat = flat * static_cast<std::size_t>(s[d]) + static_cast<std::size_t>(idx[d]);
+  return flat;
+}
+
+// What rank `me` of P must hold, element by element, from the definition: output index o comes from rank
+// i = o[g] / chunk[g], chunk index o with [g] %= chunk[g], i's input index that with [s] += me * chunk[s];
+// zero where that lies in the padding (>= in[s]). Inputs: per rank, its bytes.
+std::vector<std::byte> reference(const std::vector<std::vector<std::byte>>& inputs, const shape_t& in,
+                                 std::size_t elem, std::size_t s, std::size_t g, std::size_t P,
+                                 std::size_t me, std::int64_t scatter_rows, std::int64_t keep) {
+  shape_t chunk = in;
+  chunk[s] = scatter_rows / static_cast<std::int64_t>(P);
+  shape_t out = chunk;
+  out[g] = keep;
+  std::vector<std::byte> result(numel(out) * elem);
+  for (std::size_t f = 0; f < numel(out); ++f) {
+    auto idx = unflatten(f, out);
+    const auto source = static_cast<std::size_t>(idx[g] / chunk[g]);
+    idx[g] %= chunk[g];
+    idx[s] += static_cast<std::int64_t>(me) * chunk[s];
+    if (idx[s] >= in[s]) continue;  // padding: zero
+    std::memcpy(result.data() + f * elem, inputs[source].data() + flatten(idx, in) * elem, elem);
+  }
+  return result;
+}
+
+// The library's path for rank `me`, the exchange simulated: pack every rank's input (or take it whole when
+// the layout says it is sent in place), take block `me` of each, unpack (or take the blocks whole).
+std::vector<std::byte> through_layout(const std::vector<std::vector<std::byte>>& inputs, const shape_t& in,
+                                      std::size_t elem, std::size_t s, std::size_t g, std::size_t P,
+                                      std::size_t me, std::int64_t scatter_rows, std::int64_t keep) {
+  const auto l = sp::make_layout("test", in, elem, s, g, P, scatter_rows, keep);
+  std::vector<std::byte> recv(l.block * P);
+  for (std::size_t i = 0; i < P; ++i) {
+    std::vector<std::byte> send(l.block * P);
+    if (l.send_in_place) {
+      REQUIRE(inputs[i].size() == send.size());
+      send = inputs[i];
+    } else if (!send.empty()) {
+      sp::pack(l, inputs[i].data(), send.data());
+    }
+    if (l.block != 0) std::memcpy(recv.data() + i * l.block, send.data() + me * l.block, l.block);
+  }
+  if (l.recv_in_place) return recv;
+  std::vector<std::byte> out(numel(l.out) * elem, std::byte{0xEE});
+  if (!out.empty()) sp::unpack(l, recv.data(), out.data());
+  return out;
+}
+
+void check_case(const shape_t& in, std::size_t elem, std::size_t s, std::size_t g, std::size_t P, bool pad,
+                bool cut) {
+  const auto Pi = static_cast<std::int64_t>(P);
+  const std::int64_t rows = pad ? (in[s] + Pi - 1) / Pi * Pi : in[s];
+  if (rows % Pi != 0) return;
+  const std::int64_t chunk_g = s == g ? rows / Pi : in[g];
+  std::int64_t keep = chunk_g * Pi;
+  if (cut && keep > 0) keep -= std::min<std::int64_t>(Pi - 1, keep);
+  std::vector<std::vector<std::byte>> inputs;
+  for (std::size_t r = 0; r < P; ++r) inputs.push_back(bytes_for(r, numel(in) * elem));
+  for (std::size_t me = 0; me < P; ++me) {
+    INFO("shape " << sp::shape_text(in) << " elem " << elem << " scatter " << s << " gather " << g << " P "
+                  << P << " rank " << me << " pad " << pad << " keep " << keep);
+    const auto want = reference(inputs, in, elem, s, g, P, me, rows, keep);
+    const auto got = through_layout(inputs, in, elem, s, g, P, me, rows, keep);
+    CHECK(got == want);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("seqpar layout: pack / exchange / unpack equals the element-wise definition") {
+  const std::vector<shape_t> shapes = {{12},          {0},           {12, 5},       {6, 1},
+                                       {1, 12},       {4, 3, 10},    {1, 1, 12},    {3, 0, 12},
+                                       {2, 12, 3, 2}, {1, 12, 1, 3}, {2, 3, 4, 60}, {5, 7, 3, 2}};
+  for (const auto& in : shapes)
+    for (std::size_t P = 1; P <= 5; ++P)
+      for (std::size_t s = 0; s < in.size(); ++s)
+        for (std::size_t g = 0; g < in.size(); ++g)
+          for (std::size_t elem : {std::size_t{1}, std::size_t{2}, std::size_t{8}}) {
+            check_case(in, elem, s, g, P, false, false);
+            check_case(in, elem, s, g, P, true, false);
+            check_case(in, elem, s, g, P, true, true);
+          }
+}
+
+TEST_CASE("seqpar layout: sent and received in place exactly when blocks are contiguous and nothing padded") {
+  auto l = sp::make_layout("t", shape_t{8, 3, 2}, 2, 0, 1, 4, 8, 12);
+  CHECK(l.send_in_place);
+  CHECK_FALSE(l.recv_in_place);
+  l = sp::make_layout("t", shape_t{1, 8, 3}, 2, 1, 0, 4, 8, 4);
+  CHECK(l.send_in_place);
+  CHECK(l.recv_in_place);
+  l = sp::make_layout("t", shape_t{7, 3}, 2, 0, 1, 4, 8, 12);  // padded
+  CHECK_FALSE(l.send_in_place);
+  l = sp::make_layout("t", shape_t{2, 8, 3}, 2, 1, 0, 4, 8, 7);  // cut
+  CHECK_FALSE(l.recv_in_place);
+  l = sp::make_layout("t", shape_t{2, 8, 3}, 2, 1, 2, 1, 8, 3);  // one rank: a copy either way
+  CHECK(l.send_in_place);
+  CHECK(l.recv_in_place);
+  CHECK(l.block == 2 * 8 * 3 * 2);
+}
+
+TEST_CASE("seqpar slice_rows: each rank's slice is the zero-padded rows [r * unit, (r + 1) * unit)") {
+  for (const shape_t& in : {shape_t{7}, shape_t{3, 7, 2}, shape_t{7, 3}, shape_t{2, 0}, shape_t{2, 2, 5}}) {
+    for (std::size_t d = 0; d < in.size(); ++d)
+      for (std::size_t P = 1; P <= 9; ++P)
+        for (std::size_t r = 0; r < P; ++r) {
+          const std::size_t elem = 2;
+          const auto x = bytes_for(7, numel(in) * elem);
+          const std::int64_t unit = (in[d] + static_cast<std::int64_t>(P) - 1) / static_cast<std::int64_t>(P);
+          shape_t out_shape = in;
+          out_shape[d] = unit;
+          std::vector<std::byte> want(numel(out_shape) * elem);
+          for (std::size_t f = 0; f < numel(out_shape); ++f) {
+            auto idx = unflatten(f, out_shape);
+            idx[d] += static_cast<std::int64_t>(r) * unit;
+            if (idx[d] < in[d]) std::memcpy(want.data() + f * elem, x.data() + flatten(idx, in) * elem, elem);
+          }
+          std::vector<std::byte> got(want.size(), std::byte{0xEE});
+          if (!got.empty()) sp::slice_rows(in, elem, d, r, P, x.data(), got.data());
+          INFO("shape " << sp::shape_text(in) << " dim " << d << " P " << P << " rank " << r);
+          CHECK(got == want);
+        }
+  }
+}
+
+namespace {
+
+host_tensor filled(dtype t, shape_t shape, std::uint64_t source) {
+  host_tensor x(t, std::move(shape));
+  const auto b = bytes_for(source, x.nbytes());
+  if (!b.empty()) std::memcpy(x.data(), b.data(), b.size());
+  if (t == dtype::boolean)
+    for (auto& v : x.bytes()) v = static_cast<std::byte>(static_cast<unsigned>(v) & 1u);
+  return x;
+}
+
+bool same(const host_tensor& a, const host_tensor& b) {
+  return a.dtype() == b.dtype() &&
+         std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end()) &&
+         std::equal(a.bytes().begin(), a.bytes().end(), b.bytes().begin(), b.bytes().end());
+}
+
+std::string error_of(auto&& f) {
+  try {
+    f();
+  } catch (const redist::error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("seqpar on one process: every operation is the identity (or a cut), on every dtype") {
+  const redist::self_communicator self;
+  for (dtype t : {dtype::f32, dtype::bf16, dtype::i64, dtype::boolean}) {
+    const host_tensor x = filled(t, {3, 4, 6}, 1);
+    for (int s = -3; s < 3; ++s)
+      for (int g = -3; g < 3; ++g) CHECK(same(redist::seqpar::all_to_all(x, s, g, self), x));
+    CHECK(same(redist::seqpar::slice_inputs(x, 1, self), x));
+    CHECK(same(redist::seqpar::gather_outputs(x, 1, 4, self), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self, 4), x));
+    CHECK(same(redist::seqpar::gather_heads_scatter_seq(x, 2, 1, self), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(x, 1, self), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(x, 0, self, 3), x));
+  }
+  // Views in, owning tensors out.
+  host_tensor x = filled(dtype::i64, {4, 2}, 3);
+  const redist::host_tensor_view v(x);
+  const host_tensor y = redist::seqpar::all_to_all(v, 0, 1, self);
+  CHECK(same(y, x));
+  // Empty tensors.
+  const host_tensor e = filled(dtype::f32, {0, 3}, 0);
+  CHECK(same(redist::seqpar::all_to_all(e, 0, 1, self), e));
+  CHECK(same(redist::seqpar::gather_outputs(e, 0, 0, self), e));
+  CHECK(same(redist::seqpar::slice_inputs(e, 0, self), e));
+}
+
+TEST_CASE("seqpar on one process: all_to_all_into checks its output and reuses a workspace") {
+  const redist::self_communicator self;
+  redist::seqpar::workspace ws;
+  host_tensor x = filled(dtype::bf16, {2, 3, 4}, 5);
+  host_tensor out(dtype::bf16, {2, 3, 4});
+  redist::seqpar::all_to_all_into(x, 1, 2, out, self, &ws);
+  CHECK(same(out, x));
+  CHECK(ws.capacity() == 0);  // one rank: x itself is the one block, sent straight into out
+  const std::byte* kept = ws.reserve(64);
+  CHECK(ws.reserve(10) == kept);  // grows only
+  CHECK(ws.capacity() == 64);
+  CHECK(same(redist::seqpar::gather_heads_scatter_seq(x, 2, 1, self, &ws), x));
+  host_tensor wrong(dtype::bf16, {2, 3, 5});
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, wrong, self); }) ==
+        "redist::seqpar::all_to_all_into: out is bf16 [2, 3, 5], expected bf16 [2, 3, 4]");
+  host_tensor other(dtype::f16, {2, 3, 4});
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, other, self); }) ==
+        "redist::seqpar::all_to_all_into: out is f16 [2, 3, 4], expected bf16 [2, 3, 4]");
+  redist::host_tensor_view alias(x.data(), dtype::bf16, {2, 3, 4});
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, alias, self); }) ==
+        "redist::seqpar::all_to_all_into: out overlaps x; the exchange reads x while it writes out");
+}
+
+TEST_CASE("seqpar on one process: the rotating broadcast calls use once, with the inputs themselves") {
+  const redist::self_communicator self;
+  using tree = redist::nested<host_tensor>;
+  for (const tree& mine : {tree{}, tree{filled(dtype::f32, {2, 3}, 1)},
+                           tree{tree::fields{{"a", filled(dtype::i64, {2}, 2)},
+                                             {"b", tree::list{filled(dtype::bf16, {1, 2}, 3)}}}}}) {
+    int calls = 0;
+    redist::seqpar::rotating_broadcast(self, mine, [&](int k, const tree& t) {
+      CHECK(k == 0);
+      CHECK(&t == &mine);
+      ++calls;
+    });
+    CHECK(calls == 1);
+  }
+}
+
+TEST_CASE("seqpar errors on one process name the function and what is wrong") {
+  const redist::self_communicator self;
+  const host_tensor x = filled(dtype::f32, {3, 4, 6}, 1);
+  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(x, 3, 0, self); }) ==
+        "redist::seqpar::all_to_all: scatter_dim 3 is out of range for a tensor of 3 dims (valid: -3 to 2)");
+  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(x, 0, -4, self); }) ==
+        "redist::seqpar::all_to_all: gather_dim -4 is out of range for a tensor of 3 dims (valid: -3 to 2)");
+  CHECK(error_of([&] { (void)redist::seqpar::slice_inputs(x, 5, self); }) ==
+        "redist::seqpar::slice_inputs: dim 5 is out of range for a tensor of 3 dims (valid: -3 to 2)");
+  CHECK(error_of([&] {
+          (void)redist::seqpar::gather_outputs(x, 1, 3, self);
+        }).find("redist::seqpar::gather_outputs: unpadded_size 3 does not fit the 4 gathered rows") == 0);
+  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads(x, 1, 1, self); }) ==
+        "redist::seqpar::gather_seq_scatter_heads: seq_dim and head_dim are both dim 1");
+  CHECK(error_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(x, -1, 2, self); }) ==
+        "redist::seqpar::gather_heads_scatter_seq: seq_dim and head_dim are both dim 2");
+  CHECK(error_of([&] {
+          (void)redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self, 5);
+        }).find("unpadded_seq_len 5 does not fit the 4 gathered rows") != std::string::npos);
+  const host_tensor odd = filled(dtype::f32, {3, 4, 7}, 1);
+  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(odd, 0, self); }) ==
+        "redist::seqpar::gather_seq_scatter_heads_qkv: the last dim has extent 7 (shape [3, 4, 7]), not 3 "
+        "equal "
+        "parts q, k and v");
+  CHECK(
+      error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(x, 2, self); }) ==
+      "redist::seqpar::gather_seq_scatter_heads_qkv: seq_dim 2 is the last dim, which holds the fused [q | k "
+      "| v]");
+  // The same communicator still works.
+  CHECK(same(redist::seqpar::all_to_all(x, 0, 1, self), x));
+}
+
+namespace {
+
+// A communicator stand-in for agree_on_call alone: P ranks' (problem, call) texts, seen from one rank.
+struct scripted_agreement {
+  std::vector<std::pair<std::string, std::string>> ranks;  // problem, call
+  std::uint64_t key(std::size_t r) const {
+    return ranks[r].first.empty() ? (sp::fnv1a(ranks[r].second) | 1u) : 0;
+  }
+  std::uint64_t allreduce_min(std::uint64_t) const {
+    std::uint64_t v = UINT64_MAX;
+    for (std::size_t r = 0; r < ranks.size(); ++r) v = std::min(v, key(r));
+    return v;
+  }
+  std::uint64_t allreduce_max(std::uint64_t) const {
+    std::uint64_t v = 0;
+    for (std::size_t r = 0; r < ranks.size(); ++r) v = std::max(v, key(r));
+    return v;
+  }
+  std::vector<std::byte> allgatherv(std::span<const std::byte>, std::vector<std::size_t>* counts) const {
+    std::vector<std::byte> all;
+    counts->clear();
+    for (const auto& [problem, call] : ranks) {
+      const std::string t = (problem.empty() ? "0" : "1") + call + '\n' + problem;
+      counts->push_back(t.size());
+      for (char c : t) all.push_back(static_cast<std::byte>(c));
+    }
+    return all;
+  }
+};
+
+std::string agreement_of(const scripted_agreement& comm) {
+  return error_of([&] { sp::agree_on_call(comm, "redist::seqpar::f", "", comm.ranks[0].second); });
+}
+
+}  // namespace
+
+TEST_CASE("seqpar agreement: which ranks passed what, or the lowest rank's problem") {
+  CHECK(agreement_of({{{"", "f32 [4]"}, {"", "f32 [4]"}}}) == "no error");
+  CHECK(agreement_of({{{"", "f32 [4]"}, {"", "f32 [4]"}, {"", "f32 [5]"}, {"", "f32 [4]"}}}) ==
+        "redist::seqpar::f: the ranks' calls differ: ranks 0-1, 3 pass f32 [4]; rank 2 passes f32 [5] (every "
+        "rank must pass the same dtype, shape and arguments)");
+  CHECK(agreement_of({{{"", "a"}, {"p1", "b"}, {"p2", "a"}}}) ==
+        "p1 (and the ranks' calls differ: ranks 0, 2 pass a; rank 1 passes b)");
+  CHECK(agreement_of({{{"", "a"}, {"", "a"}, {"p2", "a"}}}) == "p2");
+  CHECK(sp::rank_ranges({0, 1, 2, 4, 6, 7}) == "0-2, 4, 6-7");
+}
