@@ -43,7 +43,8 @@ struct shard_options {
   // The most bytes one rank packs to send, or receives, in one batch (each direction, its own shards of the
   // tensors it owns excluded). Tensors join a batch in spec order while every rank stays within it; a tensor
   // that alone exceeds it is a batch of its own. shard_scatter packs one batch while the previous one moves,
-  // so its staging peaks at about twice this per direction.
+  // so its send staging peaks at about twice this (two batches). It receives in place, but for shards under
+  // 4 KiB, which it stages too (twice what such shards of a batch take, at most twice this again).
   std::size_t max_batch_bytes = std::size_t{64} << 20;
   // Staging memory from the caller, at least shard_workspace_bytes(...) bytes, reused from call to call
   // (fresh memory costs page faults that can cost more than the copies). Empty: shard_scatter allocates
@@ -287,51 +288,80 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
          shape_text(s.shape);
 }
 
+// The smallest piece of a batch that a rank receives straight into its result; smaller ones land in staging
+// and are copied out after the wait. In place saves staging (page faults when it is fresh) and a copy, but
+// MPI then moves a derived datatype block by block (Open MPI 4.1: through its copy-in/copy-out pipeline, not
+// the single copy of a contiguous message), so the smallest pieces are staged to keep the datatypes short.
+// Each rank decides for its own receive side alone, so the value need not agree between ranks; tests and
+// the benchmark change it.
+inline std::size_t shard_direct_min = 4096;
+
+// A piece of what a rank receives from one owner in a batch: a tensor's shard (or copy), or the flag.
+struct shard_piece {
+  static constexpr std::size_t flag = SIZE_MAX;    // spec: the success flag
+  static constexpr std::size_t direct = SIZE_MAX;  // staged: received into its result
+  std::size_t spec = 0;
+  std::size_t bytes = 0;
+  std::size_t staged = direct;  // else its offset in the batch's receive staging
+};
+
 // Within a batch, the block from an owner to another rank holds the owner's tensors of the batch in spec
 // order (each a shard or the whole), so an owner sends every other rank as many bytes and every rank knows
 // what arrives from whom. The last batch adds a success flag after each block.
 struct shard_layout {
-  std::vector<std::size_t> send_counts, send_displs, recv_counts, recv_displs;
-  std::size_t block = 0;  // bytes of tensors in each block this rank sends
-  bool moves = false;     // whether the batch is exchanged: some bytes cross ranks, or it is the last
+  std::vector<std::size_t> send_counts, send_displs;
+  std::size_t block = 0;       // bytes of tensors in each block this rank sends
+  std::size_t send_bytes = 0;  // this rank's send staging
+  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min
+  std::vector<std::vector<shard_piece>> from;  // per source rank, what arrives, in order
+  bool moves = false;  // whether the batch is exchanged: some bytes cross ranks, or it is the last
 };
 
 // Batch b's layout on rank `mine` of n.
 inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, std::size_t b,
                     std::size_t mine, std::size_t n, shard_layout& l) {
   const bool last = b + 1 == plan.batches();
-  const std::size_t flag = last ? 1 : 0;
-  l.block = 0;
+  l.block = l.staged = 0;
   l.moves = last && n > 1;
-  l.recv_counts.assign(n, 0);
+  l.from.resize(n);
+  for (auto& pieces : l.from) pieces.clear();
   for (std::size_t i = plan.batch_starts[b]; i < plan.batch_starts[b + 1]; ++i) {
     const auto o = static_cast<std::size_t>(plan.owners[i]);
     l.moves = l.moves || sizes[i].sent != 0;
-    (o == mine ? l.block : l.recv_counts[o]) += sizes[i].per_rank;
+    if (o == mine) {
+      l.block += sizes[i].per_rank;
+    } else if (sizes[i].per_rank != 0) {
+      l.from[o].push_back({i, sizes[i].per_rank});
+    }
   }
-  l.send_counts.assign(n, l.block + flag);
-  l.send_counts[mine] = l.recv_counts[mine] = 0;
+  for (std::size_t o = 0; o < n; ++o) {
+    if (last && o != mine) l.from[o].push_back({shard_piece::flag, 1});
+    for (shard_piece& piece : l.from[o]) {
+      if (piece.bytes >= shard_direct_min) continue;
+      piece.staged = l.staged;
+      l.staged += piece.bytes;
+    }
+  }
+  l.send_counts.assign(n, l.block + (last ? 1 : 0));
+  l.send_counts[mine] = 0;
   l.send_displs.assign(n, 0);
-  l.recv_displs.assign(n, 0);
-  for (std::size_t p = 0, s = 0, r = 0; p < n; ++p) {
-    if (p != mine) l.recv_counts[p] += flag;
-    l.send_displs[p] = s;
-    l.recv_displs[p] = r;
-    s += l.send_counts[p];
-    r += l.recv_counts[p];
+  l.send_bytes = 0;
+  for (std::size_t p = 0; p < n; ++p) {
+    l.send_displs[p] = l.send_bytes;
+    l.send_bytes += l.send_counts[p];
   }
 }
 
-// Staging bytes on rank `mine`: send for even and odd batches, then receive for even and odd batches (the
-// largest batch of each parity; two batches are in flight at once).
+// Staging bytes on rank `mine`: send for even and odd batches, then receive (the pieces under
+// shard_direct_min) for even and odd batches; the largest batch of each parity, as two are in flight at once.
 inline std::array<std::size_t, 4> staging_bytes(const shard_plan& plan, std::span<const shard_sizes> sizes,
                                                 std::size_t mine, std::size_t n) {
   std::array<std::size_t, 4> need{};
   shard_layout l;
   for (std::size_t b = 0; b < plan.batches(); ++b) {
     lay_out(plan, sizes, b, mine, n, l);
-    need[b % 2] = std::max(need[b % 2], l.send_displs.back() + l.send_counts.back());
-    need[2 + b % 2] = std::max(need[2 + b % 2], l.recv_displs.back() + l.recv_counts.back());
+    need[b % 2] = std::max(need[b % 2], l.send_bytes);
+    need[2 + b % 2] = std::max(need[2 + b % 2], l.staged);
   }
   return need;
 }
@@ -427,8 +457,7 @@ class shard_run {
   }
 
  private:
-  using request = decltype(std::declval<const Comm&>().ialltoallv(std::span<const std::byte>{}, {}, {},
-                                                                  std::span<std::byte>{}, {}, {}));
+  using request = typename Comm::request;
 
   bool whole(std::size_t i) const noexcept { return !specs_[i].shard_dim || n_ == 1; }
   bool moved_in(std::size_t i) const noexcept {  // a result taken over from load's tensor, not allocated
@@ -486,10 +515,37 @@ class shard_run {
         if (p != mine_) send[l.send_displs[p] + l.block] = problem_.empty() ? std::byte{0} : std::byte{1};
       }
     }
-    if (l.moves) {
-      in_flight_[slot].emplace(comm_.ialltoallv(send_[slot], l.send_counts, l.send_displs, recv_[slot],
-                                                l.recv_counts, l.recv_displs));
+    if (l.moves) post(slot);
+  }
+
+  // Starts the exchange of the batch packed in slot: one block to each other rank, and from each the pieces
+  // in place or in staging, staged ones in a row merged into one block.
+  void post(std::size_t slot) {
+    const shard_layout& l = layouts_[slot];
+    for (std::size_t p = 0; p < n_; ++p) {
+      send_pieces_[p].clear();
+      if (l.send_counts[p] != 0)
+        send_pieces_[p].push_back({send_[slot].data() + l.send_displs[p], l.send_counts[p]});
+      std::vector<segment>& into = recv_pieces_[p];
+      into.clear();
+      for (const shard_piece& piece : l.from[p]) {
+        std::byte* const to =
+            piece.staged == shard_piece::direct ? destination(piece, p) : recv_[slot].data() + piece.staged;
+        if (!into.empty() && into.back().data + into.back().bytes == to) {
+          into.back().bytes += piece.bytes;
+        } else {
+          into.push_back({to, piece.bytes});
+        }
+      }
     }
+    in_flight_[slot].emplace(
+        comm_.ialltoall_segments(std::span<const std::vector<const_segment>>(send_pieces_),
+                                 std::span<const std::vector<segment>>(recv_pieces_)));
+  }
+
+  // Where a piece from rank `from` belongs: its result, or the success flag from that rank.
+  std::byte* destination(const shard_piece& piece, std::size_t from) {
+    return piece.spec == shard_piece::flag ? &flags_[from] : result_data(piece.spec);
   }
 
   // Loads tensor i, checks it, slices it and drops it; what load throws becomes this rank's problem.
@@ -534,17 +590,14 @@ class shard_run {
     if (!l.moves) return;
     in_flight_[slot]->wait();
     in_flight_[slot].reset();
-    const std::byte* recv = recv_[slot].data();
-    cursor_ = l.recv_displs;
-    for (std::size_t i = plan_.batch_starts[b]; i < plan_.batch_starts[b + 1]; ++i) {
-      const auto o = static_cast<std::size_t>(plan_.owners[i]);
-      if (o == mine_ || sizes_[i].per_rank == 0) continue;
-      std::memcpy(result_data(i), recv + cursor_[o], sizes_[i].per_rank);
-      cursor_[o] += sizes_[i].per_rank;
+    for (std::size_t o = 0; o < n_; ++o) {
+      for (const shard_piece& piece : l.from[o]) {
+        if (piece.staged != shard_piece::direct)
+          std::memcpy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
+      }
     }
     if (b + 1 == plan_.batches()) {
-      for (std::size_t o = 0; o < n_; ++o)
-        peer_failed_ = peer_failed_ || (o != mine_ && recv[cursor_[o]] != std::byte{0});
+      for (std::size_t o = 0; o < n_; ++o) peer_failed_ = peer_failed_ || flags_[o] != std::byte{0};
     }
   }
 
@@ -562,7 +615,9 @@ class shard_run {
   std::span<std::byte> send_[2], recv_[2];  // staging, per batch parity
   shard_layout layouts_[2];
   std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);  // where the shards for each rank go
-  std::vector<std::size_t> cursor_;
+  std::vector<std::vector<const_segment>> send_pieces_ = std::vector<std::vector<const_segment>>(n_);
+  std::vector<std::vector<segment>> recv_pieces_ = std::vector<std::vector<segment>>(n_);
+  std::vector<std::byte> flags_ = std::vector<std::byte>(n_);  // each rank's success flag (own: 0)
   std::string problem_;
   bool peer_failed_ = false;
   std::optional<request> in_flight_[2];  // declared last, destroyed first: completes before staging goes
@@ -584,7 +639,8 @@ class shard_run {
 // moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b moves. A
 // batch in which no byte crosses ranks is not exchanged, unless it is the last, which also carries every
 // rank's success flag. A replicated tensor travels as size() - 1 copies from its owner (keep large tensors
-// sharded); received bytes are copied once more, from staging into the results.
+// sharded). Each rank receives the shards (or copies) of 4 KiB or more straight into its results, through
+// one derived datatype per source; smaller ones land in staging and are copied once more.
 //
 // Errors, the same redist::error on every rank, before any data moves: specs that differ between ranks (the
 // minimum and maximum of their hashes differ); invalid specs (duplicate names, negative extents, sizes that

@@ -1,8 +1,9 @@
-// MPI tests of the nonblocking alltoallv, mpi_communicator::ialltoallv (and self_communicator's): byte for
-// byte against what this file computes on its own, with uneven counts, empty blocks, gaps and blocks placed
-// backwards, on the world, a communicator numbered backwards, a split subset and sub-groups; several in
-// flight at once; the caller's count arrays reused before the wait; moved and destroyed pending requests;
-// the datatype path (chunk size lowered to 7 bytes); bad layouts.
+// MPI tests of the nonblocking all-to-alls, mpi_communicator::ialltoallv and ialltoall_segments (and
+// self_communicator's): byte for byte against what this file computes on its own, with uneven counts, empty
+// blocks, gaps and blocks placed backwards, pieces cut differently on the two sides (some empty, some
+// adjacent) and placed shuffled, on the world, a communicator numbered backwards, a split subset and
+// sub-groups; several in flight at once; the caller's count arrays and piece lists reused before the wait;
+// moved and destroyed pending requests; the datatype path (chunk size lowered to 7 bytes); bad arguments.
 #include <doctest/doctest.h>
 #include <mpi.h>
 
@@ -170,10 +171,145 @@ void check_empty(const Comm& c) {
   CHECK_FALSE(r.pending());
 }
 
+// ---- ialltoall_segments ----
+
+// The sizes of the pieces `total` bytes are cut into: 0 to 4 pieces (at least one when total > 0), some
+// empty.
+sizes cut(std::uint64_t d, std::size_t total, std::size_t max_pieces) {
+  std::size_t k = d % (max_pieces + 1);
+  if (total > 0 && k == 0) k = 1;
+  sizes out;
+  std::size_t left = total;
+  for (std::size_t j = 0; j + 1 < k; ++j) {
+    const std::uint64_t e = mix(d ^ j);
+    const std::size_t n = e % 3 == 0 ? 0 : (e >> 8) % (left + 1);
+    out.push_back(n);
+    left -= n;
+  }
+  if (k > 0) out.push_back(left);
+  return out;
+}
+
+// One side's pieces in one buffer: every piece of every peer, in an order shuffled by `d`, `gap` bytes apart
+// (0: adjacent pieces, which the datatype merges).
+template <class Segment, class Byte>
+std::vector<std::vector<Segment>> place_pieces(const std::vector<sizes>& cuts, std::uint64_t d,
+                                               std::size_t gap, std::vector<Byte>& buffer) {
+  std::vector<std::pair<std::uint64_t, std::pair<std::size_t, std::size_t>>> order;  // (key, (peer, piece))
+  std::size_t total = 0;
+  for (std::size_t p = 0; p < cuts.size(); ++p) {
+    for (std::size_t j = 0; j < cuts[p].size(); ++j) {
+      order.push_back({mix(d ^ (p << 8) ^ j), {p, j}});
+      total += cuts[p][j] + gap;
+    }
+  }
+  std::sort(order.begin(), order.end());
+  buffer.assign(total, untouched);
+  std::vector<sizes> offsets(cuts.size());
+  for (std::size_t p = 0; p < cuts.size(); ++p) offsets[p].resize(cuts[p].size());
+  std::size_t at = 0;
+  for (const auto& [key, where] : order) {
+    offsets[where.first][where.second] = at;
+    at += cuts[where.first][where.second] + gap;
+  }
+  std::vector<std::vector<Segment>> pieces(cuts.size());
+  for (std::size_t p = 0; p < cuts.size(); ++p) {
+    for (std::size_t j = 0; j < cuts[p].size(); ++j)
+      pieces[p].push_back({buffer.data() + offsets[p][j], cuts[p][j]});
+  }
+  return pieces;
+}
+
+// One segment exchange on this rank: rank `from` sends rank `to` count(...) bytes, cut one way on the send
+// side and another on the receive side; want is the receive buffer it must end with.
+struct segment_exchange {
+  bytes send, recv, want;
+  std::vector<std::vector<redist::const_segment>> send_pieces;
+  std::vector<std::vector<redist::segment>> recv_pieces;
+};
+
+segment_exchange make_segment_exchange(std::uint64_t seed, std::size_t round, std::size_t me, std::size_t n,
+                                       std::size_t max, std::size_t max_pieces) {
+  segment_exchange x;
+  std::vector<sizes> send_cuts(n), recv_cuts(n);
+  for (std::size_t p = 0; p < n; ++p) {
+    send_cuts[p] = cut(draw(seed ^ 0x5E, round, me, p), count(seed, round, me, p, max), max_pieces);
+    recv_cuts[p] = cut(draw(seed ^ 0x4EC, round, p, me), count(seed, round, p, me, max), max_pieces);
+  }
+  const std::size_t gap = round % 3;
+  x.send_pieces = place_pieces<redist::const_segment>(send_cuts, draw(seed, round, me, 1), gap, x.send);
+  x.recv_pieces = place_pieces<redist::segment>(recv_cuts, draw(seed, round, me, 2), gap, x.recv);
+  x.want = x.recv;
+  for (std::size_t p = 0; p < n; ++p) {
+    std::size_t i = 0;  // byte i of what p sends this rank, in piece order
+    for (const redist::segment& s : x.recv_pieces[p]) {
+      const auto offset = static_cast<std::size_t>(s.data - x.recv.data());
+      for (std::size_t k = 0; k < s.bytes; ++k) x.want[offset + k] = pattern(seed, round, p, me, i++);
+    }
+    i = 0;
+    for (const redist::const_segment& s : x.send_pieces[p]) {
+      const auto offset = static_cast<std::size_t>(s.data - x.send.data());
+      for (std::size_t k = 0; k < s.bytes; ++k) x.send[offset + k] = pattern(seed, round, me, p, i++);
+    }
+  }
+  return x;
+}
+
+// Several segment exchanges in flight at once, completed in reverse order; the caller's piece lists are
+// cleared right after each start (the request keeps what it needs).
+template <class Comm>
+void check_segments(const Comm& c, std::uint64_t seed, std::size_t max, std::size_t max_pieces) {
+  const auto n = static_cast<std::size_t>(c.size());
+  const auto me = static_cast<std::size_t>(c.rank());
+  INFO("communicator of size " << n << ", rank " << me << ", blocks under " << max << " bytes, up to "
+                               << max_pieces << " pieces");
+  constexpr std::size_t rounds = 4;
+  std::vector<segment_exchange> xs;
+  for (std::size_t round = 0; round < rounds; ++round)
+    xs.push_back(make_segment_exchange(seed, round, me, n, max, max_pieces));
+  std::vector<typename Comm::request> requests;
+  for (segment_exchange& x : xs) {
+    requests.push_back(c.ialltoall_segments(x.send_pieces, x.recv_pieces));
+    CHECK(requests.back().pending() == std::is_same_v<Comm, mpi_communicator>);  // self's: complete
+    for (auto& l : x.send_pieces) l.clear();
+    for (auto& l : x.recv_pieces) l.clear();
+  }
+  for (std::size_t k = rounds; k-- > 0;) {
+    requests[k].wait();
+    CHECK_FALSE(requests[k].pending());
+    requests[k].wait();  // again: nothing
+  }
+  for (std::size_t round = 0; round < rounds; ++round) {
+    const std::string problem = first_difference(xs[round].recv, xs[round].want);
+    CHECK_MESSAGE(problem.empty(), "round ", round, ": ", problem);
+  }
+}
+
+// A segment exchange destroyed pending completes first; one moved completes through its new owner.
+void check_segment_moves(const mpi_communicator& c, std::uint64_t seed) {
+  const auto n = static_cast<std::size_t>(c.size());
+  const auto me = static_cast<std::size_t>(c.rank());
+  segment_exchange a = make_segment_exchange(seed, 20, me, n, 50, 3);
+  { auto r = c.ialltoall_segments(a.send_pieces, a.recv_pieces); }
+  CHECK(first_difference(a.recv, a.want).empty());
+  segment_exchange b = make_segment_exchange(seed, 21, me, n, 50, 3);
+  mpi_communicator::request moved;
+  {
+    auto r = c.ialltoall_segments(b.send_pieces, b.recv_pieces);
+    moved = std::move(r);
+  }
+  CHECK(moved.pending());
+  moved.wait();
+  CHECK(first_difference(b.recv, b.want).empty());
+}
+
 void check_all(const mpi_communicator& c, std::uint64_t seed) {
   check_exchanges(c, seed, 60);
   check_moves(c, seed);
   check_empty(c);
+  check_segments(c, seed ^ 0xA1, 60, 4);
+  check_segments(c, seed ^ 0xA2, 60, 1);  // at most one piece per peer: the MPI_BYTE path where it fits
+  check_segment_moves(c, seed ^ 0xA3);
 }
 
 std::vector<int> odd_ranks_of(int size) {
@@ -197,12 +333,23 @@ class scoped_max_count {
 
 }  // namespace
 
+// One request type for every nonblocking operation.
+static_assert(std::is_same_v<decltype(std::declval<const mpi_communicator&>().ialltoallv(
+                                 bytes{}, sizes{}, sizes{}, std::declval<bytes&>(), sizes{}, sizes{})),
+                             mpi_communicator::request>);
+static_assert(std::is_same_v<decltype(std::declval<const mpi_communicator&>().ialltoall_segments({}, {})),
+                             mpi_communicator::request>);
+static_assert(
+    std::is_same_v<decltype(std::declval<const redist::self_communicator&>().ialltoall_segments({}, {})),
+                   redist::self_communicator::request>);
+
 TEST_CASE("ialltoallv on the world, several in flight, byte for byte") {
   REDIST_AGREED_SEED(seed);
   const mpi_communicator c(MPI_COMM_WORLD);
   check_all(c, seed);
   // Large blocks (eager and rendezvous sizes alike).
   check_exchanges(c, seed ^ 1, 300000);
+  check_segments(c, seed ^ 12, 300000, 4);
 }
 
 TEST_CASE("ialltoallv on a communicator numbered backwards, a split subset and sub-groups") {
@@ -236,13 +383,15 @@ TEST_CASE("ialltoallv on one process: self_communicator completes at once") {
   const redist::self_communicator self;
   check_exchanges(self, seed ^ 9, 100);
   check_empty(self);
+  check_segments(self, seed ^ 13, 100, 4);
   // The world's rank 0 alone, through MPI.
   const mpi_communicator c(MPI_COMM_WORLD);
   if (const mpi_communicator* alone = c.group(std::vector<int>{0})) check_all(*alone, seed ^ 10);
 }
 
 TEST_CASE(
-    "ialltoallv: bad layouts throw redist::error before anything starts, and the communicator works on") {
+    "ialltoallv, ialltoall_segments: bad arguments throw redist::error before anything starts, and the "
+    "communicator works on") {
   REDIST_AGREED_SEED(seed);
   using doctest::Contains;
   const mpi_communicator c(MPI_COMM_WORLD);
@@ -265,5 +414,19 @@ TEST_CASE(
   CHECK_THROWS_WITH_AS((void)self.ialltoallv(buf, sizes{2}, sizes{0}, buf, sizes{3}, sizes{0}),
                        "redist::self_communicator::ialltoallv: 2 bytes are sent but the receive expects 3",
                        redist::error);
+  const std::vector<std::vector<redist::const_segment>> no_send;
+  const std::vector<std::vector<redist::segment>> no_recv;
+  const std::string lists =
+      "redist::mpi_communicator::ialltoall_segments: 0 send and 0 receive piece lists, "
+      "expected one per rank (" +
+      std::to_string(n) + ")";
+  CHECK_THROWS_WITH_AS((void)c.ialltoall_segments(no_send, no_recv), lists.c_str(), redist::error);
+  const std::vector<std::vector<redist::const_segment>> two{{{buf.data(), 2}}};
+  const std::vector<std::vector<redist::segment>> three{{{buf.data() + 2, 3}}};
+  CHECK_THROWS_WITH_AS((void)self.ialltoall_segments(two, three),
+                       "redist::self_communicator::ialltoall_segments: 2 bytes are sent but the receive "
+                       "expects 3",
+                       redist::error);
   check_exchanges(c, seed ^ 11, 40);
+  check_segments(c, seed ^ 14, 40, 3);
 }

@@ -105,38 +105,58 @@ TEST_CASE("collectives copy from this rank to itself") {
   c.alltoall({}, {}, 0);
 }
 
-TEST_CASE("alltoall_segments streams pieces cut differently on both sides") {
-  const self_communicator c;
-  const bytes data = numbered(23, 5);
-  // Send: pieces of 2, 0, 5 and 16 bytes from scattered places of one buffer, in this order.
-  bytes source(50, untouched);
-  const std::size_t at[] = {40, 0, 10, 20};
-  const std::size_t len[] = {2, 0, 5, 16};
-  std::vector<std::vector<redist::const_segment>> send(1);
-  std::size_t offset = 0;
-  for (std::size_t i = 0; i < 4; ++i) {
-    std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(offset), len[i],
-                source.begin() + static_cast<std::ptrdiff_t>(at[i]));
-    send[0].push_back({source.data() + at[i], len[i]});
-    offset += len[i];
-  }
-  // Receive: pieces of 11, 0 and 12 bytes, the first at the end of the buffer.
-  bytes target(30, untouched);
-  std::vector<std::vector<redist::segment>> recv(1);
-  recv[0] = {{target.data() + 19, 11}, {target.data(), 0}, {target.data() + 2, 12}};
-  c.alltoall_segments(send, recv);
-  bytes want(30, untouched);
-  std::copy_n(data.begin(), 11, want.begin() + 19);
-  std::copy_n(data.begin() + 11, 12, want.begin() + 2);
-  CHECK(target == want);
+// alltoall_segments, or ialltoall_segments (complete when it returns) and its wait.
+template <class Send, class Recv>
+void segments(bool nonblocking, const self_communicator& c, const Send& send, const Recv& recv) {
+  if (!nonblocking) return c.alltoall_segments(send, recv);
+  self_communicator::request r = c.ialltoall_segments(send, recv);
+  CHECK_FALSE(r.pending());
+  r.wait();
+}
 
-  recv[0].pop_back();
-  CHECK_THROWS_WITH_AS(c.alltoall_segments(send, recv),
-                       doctest::Contains("23 bytes are sent but the receive expects 11"), redist::error);
-  CHECK_THROWS_AS(c.alltoall_segments({}, recv), redist::error);
-  std::vector<std::vector<redist::const_segment>> nothing(1);
-  std::vector<std::vector<redist::segment>> nowhere(1);
-  c.alltoall_segments(nothing, nowhere);
+TEST_CASE("alltoall_segments and ialltoall_segments stream pieces cut differently on both sides") {
+  for (const bool nonblocking : {false, true}) {
+    INFO((nonblocking ? "ialltoall_segments" : "alltoall_segments"));
+    const self_communicator c;
+    const bytes data = numbered(23, 5);
+    // Send: pieces of 2, 0, 5 and 16 bytes from scattered places of one buffer, in this order.
+    bytes source(50, untouched);
+    const std::size_t at[] = {40, 0, 10, 20};
+    const std::size_t len[] = {2, 0, 5, 16};
+    std::vector<std::vector<redist::const_segment>> send(1);
+    std::size_t offset = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(offset), len[i],
+                  source.begin() + static_cast<std::ptrdiff_t>(at[i]));
+      send[0].push_back({source.data() + at[i], len[i]});
+      offset += len[i];
+    }
+    // Receive: pieces of 11, 0 and 12 bytes, the first at the end of the buffer.
+    bytes target(30, untouched);
+    std::vector<std::vector<redist::segment>> recv(1);
+    recv[0] = {{target.data() + 19, 11}, {target.data(), 0}, {target.data() + 2, 12}};
+    segments(nonblocking, c, send, recv);
+    bytes want(30, untouched);
+    std::copy_n(data.begin(), 11, want.begin() + 19);
+    std::copy_n(data.begin() + 11, 12, want.begin() + 2);
+    CHECK(target == want);
+
+    recv[0].pop_back();
+    const std::string op = nonblocking ? "ialltoall_segments" : "alltoall_segments";
+    CHECK_THROWS_WITH_AS(
+        segments(nonblocking, c, send, recv),
+        ("redist::self_communicator::" + op + ": 23 bytes are sent but the receive expects 11").c_str(),
+        redist::error);
+    const std::vector<std::vector<redist::const_segment>> none;
+    CHECK_THROWS_WITH_AS(
+        segments(nonblocking, c, none, recv),
+        ("redist::self_communicator::" + op + ": 0 send and 1 receive piece lists, expected one per rank (1)")
+            .c_str(),
+        redist::error);
+    std::vector<std::vector<redist::const_segment>> nothing(1);
+    std::vector<std::vector<redist::segment>> nowhere(1);
+    segments(nonblocking, c, nothing, nowhere);
+  }
 }
 
 TEST_CASE("messages to itself match by tag, in order; an unmatched receive throws instead of hanging") {

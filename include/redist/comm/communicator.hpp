@@ -33,7 +33,8 @@ inline int group_rank(std::span<const int> ranks, int comm_rank) noexcept {
 }
 
 // A communicator: ranks 0..size()-1, byte-based collectives that every rank calls, point to point and
-// nonblocking operations, and cached sub-communicators of a rank set (group(), nullptr on non-members).
+// nonblocking operations (all of them returning the one request type, whose wait() completes them), and
+// cached sub-communicators of a rank set (group(), nullptr on non-members).
 // Sizes are std::size_t and may exceed INT_MAX. Checks a representative subset of the operations.
 template <class C>
 concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<const std::byte> cbuf,
@@ -48,7 +49,6 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.gatherv(cbuf, buf, sizes, sizes, 0);
   c.scatterv(cbuf, sizes, sizes, buf, 0);
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
-  c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes).wait();
   c.alltoall_segments(send_pieces, recv_pieces);
   c.alltoall(cbuf, buf, std::size_t{1});
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
@@ -59,6 +59,8 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   { c.isend(cbuf, 0, 0) } -> std::same_as<typename C::request>;
   { c.irecv(buf, 0, 0) } -> std::same_as<typename C::request>;
   { c.ibroadcast(buf, 0) } -> std::same_as<typename C::request>;
+  { c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes) } -> std::same_as<typename C::request>;
+  { c.ialltoall_segments(send_pieces, recv_pieces) } -> std::same_as<typename C::request>;
   c.irecv(buf, 0, 0).wait();
 };
 

@@ -151,12 +151,21 @@ inline void check_received(const MPI_Status& status, int expected, const char* o
   }
 }
 
+// What MPI reads of a nonblocking collective's arguments until it completes: count and displacement arrays
+// and derived datatypes. The request owns them and frees them only once it has completed.
+struct mpi_collective_args {
+  std::vector<int> ints;            // send counts, send displacements, receive counts, receive displacements
+  std::vector<MPI_Datatype> types;  // per rank: send side, then receive side
+  mpi_types owned;
+};
+
 }  // namespace detail
 
-// A nonblocking operation in flight: one MPI request per chunk of at most INT_MAX bytes. Move-only. wait()
+// A nonblocking operation in flight: one MPI request per chunk of at most INT_MAX bytes (one in all for a
+// nonblocking all-to-all, which also owns the arguments MPI reads until completion). Move-only. wait()
 // completes every chunk, then throws redist::error if one failed (an irecv also when a message of another
 // size arrived). Destroying a pending request waits for it and ignores errors (destructors never throw): MPI
-// is never left reading or writing a buffer its owner believes free.
+// is never left reading or writing a buffer, array or datatype its owner believes free.
 //
 // Chunks are completed one MPI_Wait at a time, never by MPI_Waitall: all of them are already started, so the
 // order costs nothing, and Open MPI 4.1's MPI_Waitall can spin forever on a request that failed (a truncated
@@ -169,6 +178,7 @@ class mpi_request {
     if (this != &other) {
       finish();
       requests_ = std::exchange(other.requests_, {});
+      args_ = std::move(other.args_);
       recv_bytes_ = other.recv_bytes_;
       chunk_ = other.chunk_;
     }
@@ -197,6 +207,7 @@ class mpi_request {
       }
     }
     requests_.clear();
+    args_.reset();
     if (failure) std::rethrow_exception(failure);
   }
 
@@ -217,11 +228,15 @@ class mpi_request {
     MPI_Finalized(&finalized);
     if (finalized == 0) {
       for (MPI_Request& handle : requests_) complete(handle, MPI_STATUS_IGNORE);
+      args_.reset();
+    } else {
+      static_cast<void>(args_.release());  // its datatypes may not be freed after MPI_Finalize: leaked
     }
     requests_.clear();
   }
 
-  std::vector<MPI_Request> requests_;    // empty once complete
+  std::vector<MPI_Request> requests_;                  // empty once complete
+  std::unique_ptr<detail::mpi_collective_args> args_;  // a nonblocking collective's, freed once complete
   std::size_t recv_bytes_ = not_a_recv;  // an irecv's size, to check what arrived in each chunk_-byte chunk
   std::size_t chunk_ = 0;
 };
@@ -334,41 +349,19 @@ class mpi_communicator {
              [&](int p) { return std::span(&from[index(p)], 1); });
   }
 
-  // ---- ialltoallv: alltoallv started now, completed by the request's wait() ----
-  // What ialltoallv returns. MPI reads the count and displacement arrays and the datatypes of a nonblocking
-  // collective until it completes, so the request owns them and frees them only after completion. Move-only.
-  // wait() completes it (again: nothing) and throws redist::error if it failed; destroying it pending waits
-  // and ignores errors, like mpi_request, so MPI never touches a buffer or datatype its owner believes free.
-  class alltoallv_request {
-   public:
-    bool pending() const noexcept { return state_ != nullptr && state_->request.pending(); }
-    void wait() {
-      const std::unique_ptr<state> done = std::move(state_);  // freed after the wait, also when it throws
-      if (done != nullptr) done->request.wait();
-    }
-
-   private:
-    friend class mpi_communicator;
-    struct state {
-      std::vector<int> ints;            // send counts, send displacements, receive counts, receive displs
-      std::vector<MPI_Datatype> types;  // per rank: send side, then receive side
-      detail::mpi_types owned;
-      mpi_request request;  // declared last, destroyed first: completes before the arrays and types go
-    };
-    std::unique_ptr<state> state_;
-  };
+  // ---- nonblocking all-to-alls: started now, completed by the request's wait(). Collective: every rank
+  // starts them in the same order relative to the other collectives. The request keeps its own copies of the
+  // counts, displacements and datatypes; the memory moved must stay alive and untouched until it completes.
 
   // alltoallv's exchange, started: send[send_displs[p], +send_counts[p]) goes to rank p, what rank p sends
-  // lands at recv[recv_displs[p], ...). Collective: every rank starts it in the same order relative to the
-  // other collectives. The counts and displacements are copied; send and recv must stay alive and untouched
-  // until the request completes. One MPI_Ialltoallv when each side's blocks lie within max_count() bytes of
-  // its lowest one, else one MPI_Ialltoallw with a hindexed datatype per rank over absolute addresses.
-  [[nodiscard]] alltoallv_request ialltoallv(std::span<const std::byte> send,
-                                             std::span<const std::size_t> send_counts,
-                                             std::span<const std::size_t> send_displs,
-                                             std::span<std::byte> recv,
-                                             std::span<const std::size_t> recv_counts,
-                                             std::span<const std::size_t> recv_displs) const {
+  // lands at recv[recv_displs[p], ...). One MPI_Ialltoallv when each side's blocks lie within max_count()
+  // bytes of its lowest one, else one MPI_Ialltoallw with a hindexed datatype per rank over absolute
+  // addresses.
+  [[nodiscard]] mpi_request ialltoallv(std::span<const std::byte> send,
+                                       std::span<const std::size_t> send_counts,
+                                       std::span<const std::size_t> send_displs, std::span<std::byte> recv,
+                                       std::span<const std::size_t> recv_counts,
+                                       std::span<const std::size_t> recv_displs) const {
     const char* who = "redist::mpi_communicator::ialltoallv";
     detail::check_layout(who, "send", send_counts, send_displs, send.size(), size_);
     detail::check_layout(who, "recv", recv_counts, recv_displs, recv.size(), size_);
@@ -379,27 +372,27 @@ class mpi_communicator {
       to[p] = {send.data() + send_displs[p], send_counts[p]};
       from[p] = {recv.data() + recv_displs[p], recv_counts[p]};
     }
-    auto s = std::make_unique<alltoallv_request::state>();
-    s->ints.assign(4 * n, 0);
-    s->types.assign(2 * n, MPI_BYTE);
-    int* const ints = s->ints.data();
-    MPI_Datatype* const types = s->types.data();
-    const void* sbuf =
-        describe([&](int p) { return std::span(&to[index(p)], 1); }, ints, ints + n, types, s->owned);
-    void* rbuf = const_cast<void*>(describe([&](int p) { return std::span(&from[index(p)], 1); },
-                                            ints + 2 * n, ints + 3 * n, types + n, s->owned));
-    const bool bytes =
-        std::all_of(s->types.begin(), s->types.end(), [](MPI_Datatype t) { return t == MPI_BYTE; });
-    MPI_Request& handle = s->request.requests_.emplace_back(MPI_REQUEST_NULL);
-    const int rc = bytes ? MPI_Ialltoallv(sbuf, ints, ints + n, MPI_BYTE, rbuf, ints + 2 * n, ints + 3 * n,
-                                          MPI_BYTE, native(), &handle)
-                         : MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n,
-                                          types + n, native(), &handle);
-    if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
-    detail::mpi_check(rc, bytes ? "MPI_Ialltoallv" : "MPI_Ialltoallw");
-    alltoallv_request r;
-    r.state_ = std::move(s);
-    return r;
+    return start_exchange([&](int p) { return std::span(&to[index(p)], 1); },
+                          [&](int p) { return std::span(&from[index(p)], 1); });
+  }
+
+  // alltoall_segments' exchange, started: the pieces send[p] lists, in order, go to rank p; the bytes from
+  // rank p fill the pieces recv[p] lists, in order (their total is what rank p sends). Nothing is packed
+  // (the request would have to unpack at its wait): a side whose every peer has at most one piece moves as
+  // alltoallv's, a peer's several pieces as one hindexed datatype over absolute addresses, blocks split at
+  // max_count(); each side decides alone. A datatype costs three local MPI calls per peer and is moved
+  // block by block: Open MPI 4.1 receives into one through its copy-in/copy-out pipeline, where a contiguous
+  // message between the processes of a node takes a single copy. With many small pieces, packing them (or
+  // receiving into one buffer and unpacking) is the caller's choice.
+  [[nodiscard]] mpi_request ialltoall_segments(std::span<const std::vector<const_segment>> send,
+                                               std::span<const std::vector<segment>> recv) const {
+    const auto n = static_cast<std::size_t>(size_);
+    if (send.size() != n || recv.size() != n) {
+      detail::fail("redist::mpi_communicator::ialltoall_segments: ", send.size(), " send and ", recv.size(),
+                   " receive piece lists, expected one per rank (", n, ")");
+    }
+    return start_exchange([&](int p) { return std::span(send[index(p)]); },
+                          [&](int p) { return std::span(recv[index(p)]); });
   }
 
   // The pieces send[p] lists, in order, go to rank p; the bytes from rank p fill the pieces recv[p] lists, in
@@ -648,6 +641,32 @@ class mpi_communicator {
     return r;
   }
 
+  // exchange(), started: one MPI_Ialltoallv when both sides are MPI_BYTE blocks, else one MPI_Ialltoallw;
+  // the request owns the arrays and datatypes MPI reads until completion.
+  template <class FromMe, class ToMe>
+  mpi_request start_exchange(FromMe from_me, ToMe to_me) const {
+    const auto n = static_cast<std::size_t>(size_);
+    mpi_request r;
+    r.args_ = std::make_unique<detail::mpi_collective_args>();
+    detail::mpi_collective_args& a = *r.args_;
+    a.ints.assign(4 * n, 0);
+    a.types.assign(2 * n, MPI_BYTE);
+    int* const ints = a.ints.data();
+    MPI_Datatype* const types = a.types.data();
+    const void* sbuf = describe(from_me, ints, ints + n, types, a.owned);
+    void* rbuf = const_cast<void*>(describe(to_me, ints + 2 * n, ints + 3 * n, types + n, a.owned));
+    const bool bytes =
+        std::all_of(a.types.begin(), a.types.end(), [](MPI_Datatype t) { return t == MPI_BYTE; });
+    MPI_Request& handle = r.requests_.emplace_back(MPI_REQUEST_NULL);
+    const int rc = bytes ? MPI_Ialltoallv(sbuf, ints, ints + n, MPI_BYTE, rbuf, ints + 2 * n, ints + 3 * n,
+                                          MPI_BYTE, native(), &handle)
+                         : MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n,
+                                          types + n, native(), &handle);
+    if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
+    detail::mpi_check(rc, bytes ? "MPI_Ialltoallv" : "MPI_Ialltoallw");
+    return r;
+  }
+
   // One MPI_Alltoallw: the pieces from_me(p) lists go to rank p, the bytes from rank p fill the pieces
   // to_me(p) lists. Each side decides alone (the other ranks need not know): MPI_BYTE counts and
   // displacements when every rank's bytes are one block within INT_MAX bytes of the side's lowest address,
@@ -698,6 +717,10 @@ class mpi_communicator {
       }
       return low;
     }
+    // One MPI_Get_address, of the lowest piece; the others lie their distance from it further on (not one
+    // call per piece: a side may have thousands).
+    MPI_Aint base = 0;
+    detail::mpi_check(MPI_Get_address(low, &base), "MPI_Get_address");
     std::vector<int> lengths;
     std::vector<MPI_Aint> addresses;
     for (int p = 0; p < size_; ++p) {
@@ -705,9 +728,8 @@ class mpi_communicator {
       addresses.clear();
       for (const auto& s : pieces_of(p)) {
         if (s.bytes == 0) continue;
-        MPI_Aint at = 0;
-        detail::mpi_check(MPI_Get_address(s.data, &at), "MPI_Get_address");
-        detail::append_blocks(at, s.bytes, lengths, addresses);
+        const auto distance = static_cast<MPI_Aint>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
+        detail::append_blocks(MPI_Aint_add(base, distance), s.bytes, lengths, addresses);
       }
       if (lengths.empty()) continue;
       types[p] = owned.hindexed(lengths, addresses);
