@@ -13,13 +13,14 @@
 
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
+#include "redist/core/host_tensor.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
 #include "redist/detail/checked.hpp"
 
 namespace redist {
 
-template <tensor_like Tensor>
+template <tensor_like Tensor = host_tensor>
 class nested {
  public:
   struct field;
