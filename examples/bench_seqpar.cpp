@@ -6,7 +6,7 @@
 //   gather_heads_scatter_seq.
 //               The sender sends x in place, the receiver unpacks.
 // Five methods, each run after a barrier, time = max over ranks, median over iterations, interleaved:
-//   seqpar        redist::seqpar::all_to_all(x, scatter, gather, comm): agreement (two allreduces), a new
+//   seqpar        redist::seqpar::all_to_all(x, scatter, gather, comm): agreement (one allreduce), a new
 //                 output and staging buffer, pack or unpack, one alltoall.
 //   hand          what a user writes for the same transform, as a function returning a new tensor: a new
 //                 output and staging buffer, memcpy pack or unpack loops, one MPI_Alltoall.

@@ -263,7 +263,7 @@ void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const
       problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
   if (compare_plans) {
     const auto h = plan_hash(p);
-    if (comm.allreduce_min(h) != comm.allreduce_max(h))
+    if (const auto [lo, hi] = comm.allreduce_min_max(h); lo != hi)
       problem = "redist::redistribute: the ranks were given different plans";
   }
   agree(comm, problem);
@@ -324,7 +324,7 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
 
 // Executes `p` (the same plan on every rank of comm) against this rank's store. `cat` describes every (id,
 // key) the plan moves and must be the same on every rank. Received samples are added to the store; nothing
-// else changes. Before any byte moves, every rank checks its share and the ranks agree (three allreduces: the
+// else changes. Before any byte moves, every rank checks its share and the ranks agree (two allreduces: the
 // outcome, and the minimum and maximum of a plan fingerprint): any rank's problem becomes the same
 // redist::error on every rank, with every store unchanged. Policies replace the default policy of their
 // step_type.

@@ -191,15 +191,14 @@ inline std::string rank_ranges(const std::vector<int>& ranks) {
 }
 
 // Every rank passes its own problem (empty when none) and a description of its call (dtype, shape, dims and
-// whatever else must be the same everywhere). When every rank has no problem and the same description: two
-// allreduces. Otherwise every rank throws the same redist::error: the lowest failing rank's problem, or, when
+// whatever else must be the same everywhere). When every rank has no problem and the same description: one
+// allreduce. Otherwise every rank throws the same redist::error: the lowest failing rank's problem, or, when
 // none, which ranks passed what; one extra allgatherv of the texts.
 template <class Comm>
 void agree_on_call(const Comm& comm, const char* who, const std::string& problem, const std::string& call) {
   // 0 stands for "has a problem", so a problem anywhere makes min != max or min == 0.
   const std::uint64_t mine = problem.empty() ? (fnv1a(call) | 1u) : 0;
-  const std::uint64_t lo = comm.allreduce_min(mine);
-  const std::uint64_t hi = comm.allreduce_max(mine);
+  const auto [lo, hi] = comm.allreduce_min_max(mine);
   if (lo == hi && lo != 0) return;
   const std::string text = str(problem.empty() ? '0' : '1', call, '\n', problem);
   std::vector<std::size_t> counts;
@@ -472,7 +471,7 @@ namespace redist::seqpar {
 // (scatter_dim 0, or every dim before it of extent 1); blocks are received straight into the output when
 // contiguous there (likewise for gather_dim), else unpacked in one pass. The buffer comes from `ws` when
 // given (see workspace), else it is allocated for the call.
-// Collective. Costs two allreduces (agreement on dtype, shape and dims) and one comm.alltoall.
+// Collective. Costs one allreduce (agreement on dtype, shape and dims) and one comm.alltoall.
 // Throws redist::error on every rank when a dim is out of range, x.shape[scatter_dim] is not divisible by the
 // ranks, or the ranks' dtypes, shapes or dims differ.
 template <class Out = void, tensor_like In, communicator Comm>
@@ -526,7 +525,7 @@ detail::seqpar::output_t<Out, In> slice_inputs(const In& x, int dim, const Comm&
 
 // Every rank's x concatenated along dim in rank order, cut to its first unpadded_size rows: the inverse of
 // slice_inputs. comm.size() * x.shape[dim] must be unpadded_size rounded up to a multiple of comm.size()
-// (pass comm.size() * x.shape[dim] when nothing is padded). Collective: two allreduces (agreement) and one
+// (pass comm.size() * x.shape[dim] when nothing is padded). Collective: one allreduce (agreement) and one
 // exchange, received straight into the output when dim is 0 (or every dim before it has extent 1) and
 // nothing is cut, else through one buffer. Throws redist::error on every rank when dim is out of range,
 // unpadded_size does not fit, or the ranks' dtypes, shapes, dims or unpadded_size differ.

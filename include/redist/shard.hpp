@@ -416,7 +416,7 @@ class shard_run {
         mine_(static_cast<std::size_t>(comm.rank())) {}
 
   // Everything that can fail before data moves, agreed: this rank's problem, if any, and whether the specs'
-  // hashes differ travel in the same two allreduces.
+  // hashes differ travel in the same allreduce.
   void prepare() {
     try {
       plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
@@ -429,8 +429,7 @@ class shard_run {
     }
     constexpr std::uint64_t failed = std::uint64_t{1} << 63;
     const std::uint64_t hash = shard_specs_hash(specs_, comm_.size(), options_);
-    const std::uint64_t high = comm_.allreduce_max(hash | (problem_.empty() ? 0 : failed));
-    const std::uint64_t low = comm_.allreduce_min(hash);
+    const auto [low, high] = comm_.allreduce_min_max(hash | (problem_.empty() ? 0 : failed));
     if ((high & failed) != 0) agree(comm_, problem_);  // some rank failed: throws on every rank
     if (high != low) {
       fail(who, ": the tensor specs differ between ranks (names, dtypes, shapes, shard dims, owners or ",
@@ -635,7 +634,7 @@ class shard_run {
 // that is a Tensor. load may return any host tensor_like type by value (a host_tensor_view of a
 // memory-mapped file works).
 //
-// Communication: two allreduces check the specs; then per batch one nonblocking all-to-all (and its wait)
+// Communication: one allreduce checks the specs; then per batch one nonblocking all-to-all (and its wait)
 // moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b moves. A
 // batch in which no byte crosses ranks is not exchanged, unless it is the last, which also carries every
 // rank's success flag. A replicated tensor travels as size() - 1 copies from its owner (keep large tensors

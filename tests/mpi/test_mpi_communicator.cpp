@@ -333,6 +333,11 @@ void check_allreduce(const mpi_communicator& c) {
   CHECK(c.allreduce_max(mine) == big + n - 1);
   CHECK(c.allreduce_min(mine) == big);
   CHECK(c.allreduce_sum(mine) == n * big + n * (n - 1) / 2);
+  CHECK(c.allreduce_min_max(mine) == std::pair{big, big + n - 1});
+  // The extremes of the range, where ~value wraps: rank r passes r, except the last, which passes 2^64 - 1.
+  const bool last = c.rank() == c.size() - 1;
+  const std::uint64_t edge = last ? ~std::uint64_t{0} : static_cast<std::uint64_t>(c.rank());
+  CHECK(c.allreduce_min_max(edge) == std::pair{c.size() == 1 ? ~std::uint64_t{0} : 0, ~std::uint64_t{0}});
   c.barrier();
 }
 

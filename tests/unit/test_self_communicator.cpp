@@ -96,6 +96,7 @@ TEST_CASE("collectives copy from this rank to itself") {
 
   CHECK(c.allreduce_max(7) == 7);
   CHECK(c.allreduce_min(7) == 7);
+  CHECK(c.allreduce_min_max(7) == std::pair<std::uint64_t, std::uint64_t>{7, 7});
   CHECK(c.allreduce_sum(std::uint64_t{1} << 50) == std::uint64_t{1} << 50);
   c.barrier();
 

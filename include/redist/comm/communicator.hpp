@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "redist/core/error.hpp"
@@ -53,6 +54,7 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.alltoall(cbuf, buf, std::size_t{1});
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
   { c.allreduce_max(value) } -> std::same_as<std::uint64_t>;
+  { c.allreduce_min_max(value) } -> std::same_as<std::pair<std::uint64_t, std::uint64_t>>;
   c.barrier();
   c.send(cbuf, 0, 0);
   c.recv(buf, 0, 0);

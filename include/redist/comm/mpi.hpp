@@ -518,6 +518,14 @@ class mpi_communicator {
   std::uint64_t allreduce_max(std::uint64_t value) const { return allreduce(value, MPI_MAX); }
   std::uint64_t allreduce_min(std::uint64_t value) const { return allreduce(value, MPI_MIN); }
   std::uint64_t allreduce_sum(std::uint64_t value) const { return allreduce(value, MPI_SUM); }
+  // The minimum and the maximum in one MPI_Allreduce (the maximum of value and of ~value): what a check that
+  // every rank passed the same fingerprint needs, at the cost of one collective.
+  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t value) const {
+    std::uint64_t in[2] = {~value, value};
+    std::uint64_t out[2] = {0, 0};
+    detail::mpi_check(MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, native()), "MPI_Allreduce");
+    return {~out[0], out[1]};
+  }
 
   void barrier() const { detail::mpi_check(MPI_Barrier(native()), "MPI_Barrier"); }
 

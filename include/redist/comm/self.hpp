@@ -171,6 +171,9 @@ class self_communicator {
 
   std::uint64_t allreduce_max(std::uint64_t value) const noexcept { return value; }
   std::uint64_t allreduce_min(std::uint64_t value) const noexcept { return value; }
+  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t value) const noexcept {
+    return {value, value};
+  }
   std::uint64_t allreduce_sum(std::uint64_t value) const noexcept { return value; }
   void barrier() const noexcept {}
 
