@@ -27,9 +27,9 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/dispatch.hpp"
 
@@ -49,53 +49,30 @@ struct config {
   bool quick = false;
 };
 
-[[noreturn]] void usage(const std::string& bad) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0)
-    std::fprintf(stderr,
-                 "bench_dispatch: %s\nusage: bench_dispatch [--check] [--quick] [--iters N] [--warmup N] "
-                 "[--small-tensors N] [--large-mib X] [--seed N]\n(no arguments: --quick --check)\n",
-                 bad.c_str());
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::exit(2);
-}
-
 config parse(int argc, char** argv) {
+  redist::bench::command_line args(argc, argv, "bench_dispatch",
+                                   "[--check] [--quick] [--iters N] [--warmup N] [--small-tensors N] "
+                                   "[--large-mib X] [--seed N]",
+                                   "--quick --check");
   config c;
-  if (argc == 1) c.quick = c.check = true;
+  if (args.empty()) c.quick = c.check = true;
   bool sized_small = false, sized_large = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage("option " + std::string(a) + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&]() {
-      const char* v = value();
-      char* end = nullptr;
-      const double x = std::strtod(v, &end);
-      if (end == v || *end != '\0' || !(x >= 0)) usage("not a number: " + std::string(v));
-      return x;
-    };
-    if (a == "--check") {
-      c.check = true;
-    } else if (a == "--quick") {
-      c.quick = true;
-    } else if (a == "--iters") {
-      c.iters = std::clamp(static_cast<int>(number()), 1, 100000);
+  while (args.next(c.check, c.quick)) {
+    const std::string_view a = args.option();
+    if (a == "--iters") {
+      c.iters = std::clamp(static_cast<int>(args.number()), 1, 100000);
     } else if (a == "--warmup") {
-      c.warmup = std::clamp(static_cast<int>(number()), 0, 100000);
+      c.warmup = std::clamp(static_cast<int>(args.number()), 0, 100000);
     } else if (a == "--small-tensors") {
-      c.small_tensors = static_cast<std::size_t>(number());
+      c.small_tensors = static_cast<std::size_t>(args.number());
       sized_small = true;
     } else if (a == "--large-mib") {
-      c.large_mib = number();
+      c.large_mib = args.number();
       sized_large = true;
     } else if (a == "--seed") {
-      c.seed = static_cast<std::uint64_t>(number());
+      c.seed = static_cast<std::uint64_t>(args.number());
     } else {
-      usage("unknown option " + std::string(a));
+      args.unknown();
     }
   }
   if (c.quick) {
@@ -110,12 +87,7 @@ config parse(int argc, char** argv) {
 // ---- the workloads: every item a pure function of (seed, workload, rank)
 // -----------------------------------
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using redist::bench::mix;
 std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return mix(mix(a) ^ b); }
 
 host_tensor tensor(dtype type, std::vector<std::int64_t> shape, std::uint64_t key) {
@@ -270,36 +242,8 @@ item hand_scatter(const std::vector<item>& items, int root, MPI_Comm comm) {
   return x;
 }
 
-// ---- timing
-// -------------------------------------------------------------------------------------------------
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Warm-up, then timed iterations; in each every method runs once after a barrier and its time is the max
-// over ranks. Interleaving spreads background load over all methods alike, and rotating their order does the
-// same for what one leaves behind for the next (the allocator's state, caches).
-template <std::size_t N>
-std::array<double, N> time_medians(const config& c, MPI_Comm comm,
-                                   const std::array<std::function<void()>, N>& fs) {
-  std::array<std::vector<double>, N> times;
-  for (int i = 0; i < c.warmup + c.iters; ++i)
-    for (std::size_t k = 0; k < N; ++k) {
-      const std::size_t m = (k + static_cast<std::size_t>(i)) % N;
-      MPI_Barrier(comm);
-      const double t0 = MPI_Wtime();
-      fs[m]();
-      double t = MPI_Wtime() - t0;
-      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
-      if (i >= c.warmup) times[m].push_back(t);
-    }
-  std::array<double, N> out{};
-  for (std::size_t m = 0; m < N; ++m) out[m] = median(times[m]);
-  return out;
-}
+// ---- the methods
+// --------------------------------------------------------------------------------------------
 
 constexpr std::size_t method_count = 4;
 constexpr const char* method_names[method_count] = {"dispatch", "hand-scatterv", "dispatch, all packed",
@@ -315,21 +259,14 @@ int main(int argc, char** argv) {
   const config c = parse(argc, argv);
   MPI_Comm world = MPI_COMM_NULL;
   MPI_Comm_dup(MPI_COMM_WORLD, &world);
-  MPI_Comm node = MPI_COMM_NULL;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL, &node);
-  int node_ranks = 1;
-  MPI_Comm_size(node, &node_ranks);
-  MPI_Comm_free(&node);
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const redist::bench::node_load node = redist::bench::node_load_of(world, me);
   bool failed = false;
   try {
     const redist::mpi_communicator comm(world);
     const int root = 0;
     if (me == 0) {
-      std::printf("# bench_dispatch: %d ranks, %d on this node of %u cores%s\n", P, node_ranks, cores,
-                  static_cast<unsigned>(node_ranks) > cores
-                      ? " -- OVERSUBSCRIBED: timings are CPU-bound and noisy"
-                      : "");
+      std::printf("# bench_dispatch: %d ranks, %d on this node of %u cores%s\n", P, node.ranks, node.cores,
+                  node.oversubscribed() ? " -- OVERSUBSCRIBED: timings are CPU-bound and noisy" : "");
       std::printf(
           "# root %d scatters one item per rank (its own too); time: median of %d iterations after %d "
           "warm-up, each the max over ranks after a barrier%s\n",
@@ -371,7 +308,10 @@ int main(int argc, char** argv) {
       }
       std::array<std::function<void()>, method_count> timed;
       for (std::size_t m = 0; m < method_count; ++m) timed[m] = [&, m] { (void)run[m](); };
-      const auto times = time_medians<method_count>(c, world, timed);
+      // Rotating the order spreads what one method leaves behind (the allocator's state, caches) over all
+      // alike.
+      const auto times = redist::bench::time_medians<method_count>(c.warmup, c.iters, world, timed,
+                                                                   redist::bench::method_order::rotating);
       if (me == 0) {
         for (std::size_t m = 0; m < method_count; ++m) {
           char ratio[24] = "";

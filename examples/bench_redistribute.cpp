@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -36,12 +35,12 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/redistribute.hpp"
 
@@ -50,6 +49,8 @@ namespace {
 using redist::dtype;
 using redist::sample_id;
 using batch = redist::sequence_batch<>;
+using redist::bench::median;
+using redist::bench::say;
 
 // ---- configuration ----------------------------------------------------------------------------------------
 
@@ -66,53 +67,22 @@ struct config {
   bool quick = false;
 };
 
-[[noreturn]] void usage(const char* bad) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0)
-    std::fprintf(stderr,
-                 "bench_redistribute: %s\nusage: bench_redistribute [--check] [--breakdown] [--quick] "
-                 "[--samples N] [--mean-tokens X] [--sigma X] [--iters N] [--warmup N] [--budget BYTES] "
-                 "[--seed N]\n(no arguments: --quick --check --breakdown)\n",
-                 bad);
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::exit(2);
-}
-
-// Every rank parses the same argv, so every rank reaches the same verdict.
 config parse(int argc, char** argv) {
+  redist::bench::command_line args(argc, argv, "bench_redistribute",
+                                   "[--check] [--breakdown] [--quick] [--samples N] [--mean-tokens X] "
+                                   "[--sigma X] [--iters N] [--warmup N] [--budget BYTES] [--seed N]",
+                                   "--quick --check --breakdown");
   config c;
-  if (argc == 1) {
+  if (args.empty()) {
     c.quick = c.check = c.breakdown = true;
   }
-  std::vector<std::string_view> args(argv + 1, argv + argc);
   bool sized = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= args.size()) usage(("option " + std::string(a) + " needs a value").c_str());
-      return argv[++i + 1];
-    };
-    auto integer = [&]() {
-      const char* v = value();
-      char* end = nullptr;
-      const unsigned long long n = std::strtoull(v, &end, 10);
-      if (end == v || *end != '\0') usage(("not a number: " + std::string(v)).c_str());
-      return static_cast<std::uint64_t>(n);
-    };
-    auto real = [&]() {
-      const char* v = value();
-      char* end = nullptr;
-      const double x = std::strtod(v, &end);
-      if (end == v || *end != '\0' || !(x > 0)) usage(("not a positive number: " + std::string(v)).c_str());
-      return x;
-    };
-    if (a == "--check") {
-      c.check = true;
-    } else if (a == "--breakdown") {
+  while (args.next(c.check, c.quick)) {
+    const std::string_view a = args.option();
+    auto integer = [&] { return args.integer(); };
+    auto real = [&] { return args.positive(); };
+    if (a == "--breakdown") {
       c.breakdown = true;
-    } else if (a == "--quick") {
-      c.quick = true;
     } else if (a == "--samples") {
       c.samples = static_cast<std::size_t>(integer());
       sized = true;
@@ -130,7 +100,7 @@ config parse(int argc, char** argv) {
     } else if (a == "--seed") {
       c.seed = integer();
     } else {
-      usage(("unknown option " + std::string(a)).c_str());
+      args.unknown();
     }
   }
   if (c.quick && !sized) {
@@ -141,18 +111,13 @@ config parse(int argc, char** argv) {
     c.warmup = std::min(c.warmup, 1);
     c.iters = std::min(c.iters, 3);
   }
-  if (c.samples == 0) usage("--samples must be at least 1");
+  if (c.samples == 0) args.fail("--samples must be at least 1");
   return c;
 }
 
 // ---- the workload: lengths and values are pure functions of (seed, id, key, element) ----------------------
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using redist::bench::mix;
 std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
   return mix(mix(seed ^ a) ^ b);
 }
@@ -474,37 +439,6 @@ std::uint64_t plan_wire_bytes(const lowered& l) {
 
 // ---- timing and memory ------------------------------------------------------------------------------------
 
-double max_over_ranks(double t, MPI_Comm comm) {
-  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
-  return t;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Warm-up, then timed iterations; in each, every method runs once, after a barrier, and its time is the max
-// over ranks. Interleaving the methods spreads any background load over all of them alike. The medians.
-template <std::size_t N>
-std::array<double, N> time_medians(const config& c, MPI_Comm comm,
-                                   const std::array<std::function<void()>, N>& fs) {
-  std::array<std::vector<double>, N> times;
-  for (int i = 0; i < c.warmup + c.iters; ++i)
-    for (std::size_t m = 0; m < N; ++m) {
-      MPI_Barrier(comm);
-      const double t0 = MPI_Wtime();
-      fs[m]();
-      const double t = max_over_ranks(MPI_Wtime() - t0, comm);
-      if (i >= c.warmup) times[m].push_back(t);
-    }
-  std::array<double, N> out{};
-  for (std::size_t m = 0; m < N; ++m) out[m] = median(times[m]);
-  return out;
-}
-
 // A field of /proc/self/status in bytes ("VmRSS", "VmHWM"); 0 where there is no such file.
 std::size_t proc_status_bytes(std::string_view field) {
   std::ifstream in("/proc/self/status");
@@ -547,15 +481,6 @@ struct row {
   memory_row mem;
 };
 
-// printf on rank 0 only.
-[[gnu::format(printf, 2, 3)]] void say(int me, const char* format, ...) {
-  if (me != 0) return;
-  va_list args;
-  va_start(args, format);
-  std::vprintf(format, args);
-  va_end(args);
-}
-
 constexpr const char* method_names[] = {"redistribute", "hand-alltoallv", "hand-alltoallv+self",
                                         "gather-scatter-f32"};
 constexpr std::size_t method_count = 4;
@@ -579,14 +504,7 @@ int main(int argc, char** argv) {
     peak_resettable = all != 0;
   }
 
-  // Ranks per node against the cores there: more ranks than cores means CPU-bound, noisy timings.
-  MPI_Comm node = MPI_COMM_NULL;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL, &node);
-  int node_ranks = 1;
-  MPI_Comm_size(node, &node_ranks);
-  MPI_Comm_free(&node);
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const bool oversubscribed = static_cast<unsigned>(node_ranks) > cores;
+  const redist::bench::node_load node = redist::bench::node_load_of(world, me);
 
   bool failed = false;
   std::vector<row> rows;
@@ -596,8 +514,9 @@ int main(int argc, char** argv) {
     const redist::redistribute_options one_hop{.max_staging_bytes = c.budget};
     const redist::redistribute_options gather_scatter{.max_staging_bytes = c.budget,
                                                       .pattern = redist::plan_pattern::gather_scatter};
-    say(me, "# bench_redistribute: %d ranks, %d on this node of %u cores%s\n", P, node_ranks, cores,
-        oversubscribed ? " -- OVERSUBSCRIBED: ranks share cores, timings are CPU-bound and noisy" : "");
+    say(me, "# bench_redistribute: %d ranks, %d on this node of %u cores%s\n", P, node.ranks, node.cores,
+        node.oversubscribed() ? " -- OVERSUBSCRIBED: ranks share cores, timings are CPU-bound and noisy"
+                              : "");
     say(me,
         "# workload: %zu samples per rank on average, lognormal tokens per sample (mean %g, sigma %g); keys "
         "hidden bf16[16], logits bf16, tokens i64 (%zu bytes per token)%s\n",
@@ -676,7 +595,8 @@ int main(int argc, char** argv) {
         for (auto x : wrong) failed = failed || x != 0;
       }
 
-      const auto times = time_medians<method_count>(c, world, run);
+      const auto times = redist::bench::time_medians<method_count>(c.warmup, c.iters, world, run,
+                                                                   redist::bench::method_order::fixed);
 
       // Peak memory of one run of each method, over the RSS before any data existed.
       std::array<memory_row, method_count> mem;

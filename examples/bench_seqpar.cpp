@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <array>
 #include <climits>
-#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -44,12 +43,14 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/seqpar.hpp"
 
 namespace {
 
 using redist::host_tensor;
+using redist::bench::say;
 
 constexpr std::int64_t heads = 32, dim = 128;
 constexpr std::size_t elem = 2;  // bf16
@@ -64,54 +65,30 @@ struct config {
   bool system_malloc = false;
 };
 
-[[noreturn]] void usage(const std::string& bad) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0)
-    std::fprintf(
-        stderr,
-        "bench_seqpar: %s\nusage: bench_seqpar [--check] [--quick] [--sizes MIB,MIB,...] [--iters N] "
-        "[--warmup N]\n(no arguments: --quick --check)\n",
-        bad.c_str());
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::exit(2);
-}
-
 config parse(int argc, char** argv) {
+  redist::bench::command_line args(argc, argv, "bench_seqpar",
+                                   "[--check] [--quick] [--sizes MIB,MIB,...] [--iters N] [--warmup N]",
+                                   "--quick --check");
   config c;
-  if (argc == 1) c.quick = c.check = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("option " + std::string(a) + " needs a value");
-      return argv[++i];
-    };
-    const auto number = [&](const std::string& v) {
-      char* end = nullptr;
-      const double x = std::strtod(v.c_str(), &end);
-      if (end == v.c_str() || *end != '\0' || !(x > 0)) usage("not a positive number: " + v);
-      return x;
-    };
-    if (a == "--check") {
-      c.check = true;
-    } else if (a == "--quick") {
-      c.quick = true;
-    } else if (a == "--system-malloc") {
+  if (args.empty()) c.quick = c.check = true;
+  while (args.next(c.check, c.quick)) {
+    const std::string_view a = args.option();
+    if (a == "--system-malloc") {
       c.system_malloc = true;
     } else if (a == "--sizes") {
       c.sizes_mib.clear();
-      const std::string v = value();
+      const std::string v = args.value();
       for (std::size_t at = 0; at <= v.size();) {
         const std::size_t comma = std::min(v.find(',', at), v.size());
-        c.sizes_mib.push_back(number(v.substr(at, comma - at)));
+        c.sizes_mib.push_back(args.positive(v.substr(at, comma - at)));
         at = comma + 1;
       }
     } else if (a == "--iters") {
-      c.iters = std::max(1, static_cast<int>(number(value())));
+      c.iters = std::max(1, static_cast<int>(args.positive()));
     } else if (a == "--warmup") {
-      c.warmup = static_cast<int>(number(value()));
+      c.warmup = static_cast<int>(args.positive());
     } else {
-      usage("unknown option " + std::string(a));
+      args.unknown();
     }
   }
   if (c.quick) {
@@ -222,43 +199,6 @@ host_tensor hand_written(const direction& d, const host_tensor& x, std::int64_t 
   return out;
 }
 
-// ---- timing -----------------------------------------------------------------------------------------------
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Warm-up, then iterations; in each, every method runs once after a barrier, its time the max over ranks. The
-// order rotates, so that no method always runs after the same one (whose cache and heap state it inherits).
-template <std::size_t N>
-std::array<double, N> time_medians(const config& c, MPI_Comm comm,
-                                   const std::array<std::function<void()>, N>& fs) {
-  std::array<std::vector<double>, N> times;
-  for (int i = 0; i < c.warmup + c.iters; ++i)
-    for (std::size_t k = 0; k < N; ++k) {
-      const std::size_t m = (k + static_cast<std::size_t>(i)) % N;  // each method follows each other in turn
-      MPI_Barrier(comm);
-      const double t0 = MPI_Wtime();
-      fs[m]();
-      double t = MPI_Wtime() - t0;
-      MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
-      if (i >= c.warmup) times[m].push_back(t);
-    }
-  std::array<double, N> out{};
-  for (std::size_t m = 0; m < N; ++m) out[m] = median(times[m]);
-  return out;
-}
-
-[[gnu::format(printf, 2, 3)]] void say(int rank, const char* format, ...) {
-  if (rank != 0) return;
-  std::va_list args;
-  va_start(args, format);
-  std::vprintf(format, args);
-  va_end(args);
-}
-
 }  // namespace
 
 // glibc returns freed memory at the top of its heap to the system (and maps large blocks afresh), so a method
@@ -337,7 +277,10 @@ int main(int argc, char** argv) {
             [&] {
               MPI_Alltoall(bare_send.data(), count, MPI_BYTE, bare_recv.data(), count, MPI_BYTE, world);
             }};
-        const auto t = time_medians<methods>(c, world, run);
+        // Rotating the order: no method always runs after the same one (whose cache and heap state it
+        // inherits).
+        const auto t = redist::bench::time_medians<methods>(c.warmup, c.iters, world, run,
+                                                            redist::bench::method_order::rotating);
         // Each method's result from its last timed run; bare's receive buffer is seq<-heads' output only.
         std::array<long long, methods> wrong;
         wrong.fill(-1);

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/shard.hpp"
 
@@ -325,41 +326,18 @@ struct config {
   bool quick = false;
 };
 
-[[noreturn]] void usage(const std::string& bad) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0) {
-    std::fprintf(
-        stderr,
-        "bench_shard: %s\nusage: bench_shard [--check] [--quick] [--layers N] [--hidden N] [--ffn N] "
-        "[--iters N] [--warmup N] [--budget BYTES] [--direct-min BYTES]\n(no arguments: --quick --check)\n",
-        bad.c_str());
-  }
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::exit(2);
-}
-
-// Every rank parses the same argv, so every rank reaches the same verdict.
 config parse(int argc, char** argv) {
+  redist::bench::command_line args(argc, argv, "bench_shard",
+                                   "[--check] [--quick] [--layers N] [--hidden N] [--ffn N] [--iters N] "
+                                   "[--warmup N] [--budget BYTES] [--direct-min BYTES]",
+                                   "--quick --check");
   config c;
-  if (argc == 1) c.quick = c.check = true;
+  if (args.empty()) c.quick = c.check = true;
   bool sized = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto integer = [&](std::uint64_t low) {
-      if (i + 1 >= argc) usage("option " + std::string(a) + " needs a value");
-      const char* v = argv[++i];
-      char* end = nullptr;
-      const unsigned long long x = std::strtoull(v, &end, 10);
-      if (end == v || *end != '\0' || x < low)
-        usage("not a number of at least " + std::to_string(low) + ": " + v);
-      return static_cast<std::uint64_t>(x);
-    };
-    if (a == "--check") {
-      c.check = true;
-    } else if (a == "--quick") {
-      c.quick = true;
-    } else if (a == "--layers") {
+  while (args.next(c.check, c.quick)) {
+    const std::string_view a = args.option();
+    auto integer = [&](std::uint64_t low) { return args.integer_at_least(low); };
+    if (a == "--layers") {
       c.layers = static_cast<int>(std::min<std::uint64_t>(integer(1), 100000));
     } else if (a == "--hidden") {
       c.hidden = static_cast<std::int64_t>(std::min<std::uint64_t>(integer(1), 1 << 20));
@@ -376,7 +354,7 @@ config parse(int argc, char** argv) {
     } else if (a == "--direct-min") {
       redist::detail::shard_direct_min = static_cast<std::size_t>(integer(0));
     } else {
-      usage("unknown option " + std::string(a));
+      args.unknown();
     }
   }
   if (c.quick) {
@@ -516,11 +494,6 @@ struct side {
   std::size_t wrong = 0;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
-
 // One timed run of `fn` on every rank: barrier, run while counting MPI calls, the slowest rank's time.
 template <class Fn>
 auto timed(side& s, bool keep, Fn&& fn) {
@@ -618,16 +591,16 @@ int run(const config& cfg) {
         "max_batch_bytes %zu: %zu batches; median of %d runs after %d warm-up, max over ranks%s\n",
         ranks, specs.size(), replicated, static_cast<double>(total_bytes) / 1e6, cfg.budget, plan.batches(),
         cfg.iters, cfg.warmup, cfg.quick ? " (--quick)" : "");
-    const double hand = median(sides[2].seconds);
+    const double hand = redist::bench::median(sides[2].seconds);
     for (int k = 0; k < 3; ++k) {
-      const double t = median(sides[k].seconds);
+      const double t = redist::bench::median(sides[k].seconds);
       std::printf("  %-34s %9.3f ms %8.1f MB/s  MPI calls/rank %5llu, communication %5llu (rank 0: %s)\n",
                   names[k], t * 1e3, static_cast<double>(total_bytes) / t / 1e6,
                   static_cast<unsigned long long>(all[3 + k]), static_cast<unsigned long long>(all[6 + k]),
                   breakdown(sides[k].calls).c_str());
     }
     for (int k = 0; k < 2; ++k) {
-      const double speedup = hand / median(sides[k].seconds);
+      const double speedup = hand / redist::bench::median(sides[k].seconds);
       auto fewer = [&](std::size_t at) {
         return static_cast<double>(all[at + 2]) /
                static_cast<double>(std::max<std::uint64_t>(all[at + static_cast<std::size_t>(k)], 1));

@@ -342,10 +342,24 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   return tree;
 }
 
-template <class Comm>
-void check_dispatch_root(const Comm& comm, int root) {
+// Both overloads of redist::dispatch, which differ only in how the root gets its own item: take_mine(r)
+// returns it (a copy, or a move out of the caller's vector), called on the root once the other items are on
+// their way.
+template <class Tensor, class Comm, class TakeMine>
+nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> items, int root,
+                              std::size_t pack_below, TakeMine&& take_mine) {
+  static_assert(tensor_traits<Tensor>::space == memory_space::host,
+                "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
+                "communicators that exist (mpi, self) read and write");
   if (root < 0 || root >= comm.size())
     fail("redist::dispatch: root ", root, " is out of range for a communicator of ", comm.size(), " ranks");
+  if (comm.rank() != root) return dispatch_receive<Tensor>(comm, root);
+  nested<Tensor> mine;
+  dispatch_root<Tensor>(comm, items, pack_below, [&] {
+    const auto r = static_cast<std::size_t>(root);
+    if (r < items.size()) mine = take_mine(r);
+  });
+  return mine;
 }
 
 }  // namespace detail
@@ -372,17 +386,8 @@ void check_dispatch_root(const Comm& comm, int root) {
 template <allocatable_tensor Tensor = host_tensor, communicator Comm>
 nested<Tensor> dispatch(const Comm& comm, std::type_identity_t<std::span<const nested<Tensor>>> items,
                         int root, const dispatch_options& options = {}) {
-  static_assert(tensor_traits<Tensor>::space == memory_space::host,
-                "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
-                "communicators that exist (mpi, self) read and write");
-  detail::check_dispatch_root(comm, root);
-  if (comm.rank() != root) return detail::dispatch_receive<Tensor>(comm, root);
-  nested<Tensor> mine;
-  detail::dispatch_root<Tensor>(comm, items, options.pack_below, [&] {
-    const auto r = static_cast<std::size_t>(root);
-    if (r < items.size()) mine = detail::clone_item(items[r]);
-  });
-  return mine;
+  return detail::dispatch_items<Tensor>(comm, items, root, options.pack_below,
+                                        [&](std::size_t r) { return detail::clone_item(items[r]); });
 }
 
 // The same, but the root moves its own item into the result (no copy) instead of copying it, leaving
@@ -390,17 +395,9 @@ nested<Tensor> dispatch(const Comm& comm, std::type_identity_t<std::span<const n
 template <allocatable_tensor Tensor, communicator Comm>
 nested<Tensor> dispatch(const Comm& comm, std::vector<nested<Tensor>>&& items, int root,
                         const dispatch_options& options = {}) {
-  static_assert(tensor_traits<Tensor>::space == memory_space::host,
-                "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
-                "communicators that exist (mpi, self) read and write");
-  detail::check_dispatch_root(comm, root);
-  if (comm.rank() != root) return detail::dispatch_receive<Tensor>(comm, root);
-  nested<Tensor> mine;
-  detail::dispatch_root<Tensor>(comm, std::span<const nested<Tensor>>(items), options.pack_below, [&] {
-    const auto r = static_cast<std::size_t>(root);
-    if (r < items.size()) mine = std::move(items[r]);
-  });
-  return mine;
+  return detail::dispatch_items<Tensor>(comm, std::span<const nested<Tensor>>(items), root,
+                                        options.pack_below,
+                                        [&](std::size_t r) { return std::move(items[r]); });
 }
 
 }  // namespace redist

@@ -1,6 +1,6 @@
 // Helpers for MPI test cases: who am I in MPI_COMM_WORLD, agreeing on a result, communicators whose ranks
-// differ from the world's (reversed, a subset), and a random seed every rank agrees on and that failures
-// print.
+// differ from the world's (reversed, a subset), a random seed every rank agrees on and that failures print,
+// and the outcome of a call that must fail, for comparing errors across ranks.
 #pragma once
 
 #include <mpi.h>
@@ -8,13 +8,19 @@
 #include <doctest/doctest.h>
 
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
+
+#include "redist/comm/mpi.hpp"
+#include "redist/core/error.hpp"
 
 namespace redist::test {
 
@@ -88,6 +94,13 @@ inline owned_comm odd_ranks() { return split_world(world().rank % 2 == 1); }
 // Every world rank but 0 (world rank r is rank r-1 here); empty on one rank.
 inline owned_comm all_but_rank0() { return split_world(world().rank != 0); }
 
+// The odd ranks of a communicator of `size` ranks, in order: the ranks a group() of the odd ranks takes.
+inline std::vector<int> odd_ranks_of(int size) {
+  std::vector<int> ranks;
+  for (int r = 1; r < size; r += 2) ranks.push_back(r);
+  return ranks;
+}
+
 inline constexpr std::uint64_t default_seed = 20240601;
 
 // Rank 0 reads REDIST_TEST_SEED (default: default_seed) and broadcasts it, so every rank draws the same
@@ -109,6 +122,41 @@ inline std::uint64_t agreed_seed() {
                                 (text.empty() ? std::string() : ": '" + text + "'"));
   }
   return msg[1];
+}
+
+// Lowers redist's chunk size for its lifetime, so small buffers take the chunked and datatype paths.
+class scoped_max_count {
+ public:
+  explicit scoped_max_count(std::size_t limit) : old_(redist::detail::mpi_max_count) {
+    redist::detail::mpi_max_count = limit;
+  }
+  ~scoped_max_count() { redist::detail::mpi_max_count = old_; }
+  scoped_max_count(const scoped_max_count&) = delete;
+  scoped_max_count& operator=(const scoped_max_count&) = delete;
+
+ private:
+  std::size_t old_;
+};
+
+// What a call that must fail did on this rank: whether it threw a redist::error, and the message (of any
+// exception), so that the ranks can then compare their outcomes collectively.
+struct outcome {
+  bool redist_error = false;
+  std::string message = "no error";
+};
+
+// Runs f and catches what it throws: a test must not leave a rank early on an exception while the others
+// wait in a collective.
+template <class F>
+outcome outcome_of(F&& f) {
+  try {
+    f();
+  } catch (const redist::error& e) {
+    return {true, e.what()};
+  } catch (const std::exception& e) {
+    return {false, std::string("not a redist::error: ") + e.what()};
+  }
+  return {};
 }
 
 }  // namespace redist::test

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/self.hpp"
@@ -62,14 +63,7 @@ using redist::test::all_ranks;
 
 // ---- the independent expectation: every item is a pure function of (seed, case, rank) ----
 
-std::uint64_t mix(std::uint64_t x) {  // splitmix64's finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return mix(mix(a) ^ b); }
-std::uint64_t mix(std::uint64_t a, std::uint64_t b, std::uint64_t c) { return mix(mix(a, b) ^ c); }
+using redist::test::mix;
 
 struct draw {
   std::uint64_t state;
@@ -310,22 +304,8 @@ redist::test::owned_comm split_permuted(const permuted_part& p) {
 
 // ---- outcomes of calls that must fail ----
 
-struct outcome {
-  bool redist_error = false;
-  std::string message = "no error";
-};
-
-template <class F>
-outcome outcome_of(F&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return {true, e.what()};
-  } catch (const std::exception& e) {
-    return {false, std::string("not a redist::error: ") + e.what()};
-  }
-  return {};
-}
+using redist::test::outcome;
+using redist::test::outcome_of;
 
 // Collective over comm: every rank caught a redist::error with exactly the expected message.
 void check_error(const outcome& o, const std::string& expected, MPI_Comm comm) {

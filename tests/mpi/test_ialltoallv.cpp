@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/self.hpp"
@@ -30,16 +31,10 @@ using sizes = std::vector<std::size_t>;
 
 constexpr std::byte untouched{0xEE};  // receive buffers start with it: gaps must keep it
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0) {
-  return mix(mix(mix(seed ^ a) ^ b) ^ c);
-}
+using redist::test::draw;
+using redist::test::mix;
+using redist::test::odd_ranks_of;
+using redist::test::scoped_max_count;
 
 // Byte i of what rank `from` sends rank `to` in exchange `round`.
 std::byte pattern(std::uint64_t seed, std::size_t round, std::size_t from, std::size_t to, std::size_t i) {
@@ -74,6 +69,21 @@ std::string first_difference(std::span<const std::byte> got, std::span<const std
     }
   }
   return {};
+}
+
+// Completes requests[k] (exchange xs[k]'s) last first, each waited on twice (the second wait does nothing),
+// then checks every exchange's receive buffer: the order of completion must not matter.
+template <class Request, class Exchange>
+void wait_in_reverse_and_check(std::vector<Request>& requests, const std::vector<Exchange>& xs) {
+  for (std::size_t k = requests.size(); k-- > 0;) {
+    requests[k].wait();
+    CHECK_FALSE(requests[k].pending());
+    requests[k].wait();  // again: nothing
+  }
+  for (std::size_t round = 0; round < xs.size(); ++round) {
+    const std::string problem = first_difference(xs[round].recv, xs[round].want);
+    CHECK_MESSAGE(problem.empty(), "round ", round, ": ", problem);
+  }
 }
 
 // One exchange's buffers and layout on this rank, and the receive buffer it must end with.
@@ -128,15 +138,7 @@ void check_exchanges(const Comm& c, std::uint64_t seed, std::size_t max) {
     std::fill(x.send_counts.begin(), x.send_counts.end(), 12345);
     std::fill(x.recv_displs.begin(), x.recv_displs.end(), 999);
   }
-  for (std::size_t k = rounds; k-- > 0;) {
-    requests[k].wait();
-    CHECK_FALSE(requests[k].pending());
-    requests[k].wait();  // again: nothing
-  }
-  for (std::size_t round = 0; round < rounds; ++round) {
-    const std::string problem = first_difference(xs[round].recv, xs[round].want);
-    CHECK_MESSAGE(problem.empty(), "round ", round, ": ", problem);
-  }
+  wait_in_reverse_and_check(requests, xs);
 }
 
 // A moved request completes through its new owner; a request destroyed pending completes first, so its
@@ -274,15 +276,7 @@ void check_segments(const Comm& c, std::uint64_t seed, std::size_t max, std::siz
     for (auto& l : x.send_pieces) l.clear();
     for (auto& l : x.recv_pieces) l.clear();
   }
-  for (std::size_t k = rounds; k-- > 0;) {
-    requests[k].wait();
-    CHECK_FALSE(requests[k].pending());
-    requests[k].wait();  // again: nothing
-  }
-  for (std::size_t round = 0; round < rounds; ++round) {
-    const std::string problem = first_difference(xs[round].recv, xs[round].want);
-    CHECK_MESSAGE(problem.empty(), "round ", round, ": ", problem);
-  }
+  wait_in_reverse_and_check(requests, xs);
 }
 
 // A segment exchange destroyed pending completes first; one moved completes through its new owner.
@@ -311,25 +305,6 @@ void check_all(const mpi_communicator& c, std::uint64_t seed) {
   check_segments(c, seed ^ 0xA2, 60, 1);  // at most one piece per peer: the MPI_BYTE path where it fits
   check_segment_moves(c, seed ^ 0xA3);
 }
-
-std::vector<int> odd_ranks_of(int size) {
-  std::vector<int> ranks;
-  for (int r = 1; r < size; r += 2) ranks.push_back(r);
-  return ranks;
-}
-
-class scoped_max_count {
- public:
-  explicit scoped_max_count(std::size_t limit) : old_(redist::detail::mpi_max_count) {
-    redist::detail::mpi_max_count = limit;
-  }
-  ~scoped_max_count() { redist::detail::mpi_max_count = old_; }
-  scoped_max_count(const scoped_max_count&) = delete;
-  scoped_max_count& operator=(const scoped_max_count&) = delete;
-
- private:
-  std::size_t old_;
-};
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 
@@ -29,17 +30,9 @@ using sizes = std::vector<std::size_t>;
 
 constexpr std::byte untouched{0xEE};  // receive buffers start with it: gaps must keep it
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// A deterministic draw every rank computes alike from the seed and the keys.
-std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0) {
-  return mix(mix(mix(seed ^ a) ^ b) ^ c);
-}
+using redist::test::draw;
+using redist::test::odd_ranks_of;
+using redist::test::scoped_max_count;
 
 // Byte i of the message from rank `from` to rank `to` (to = -1: to everyone).
 std::byte pattern(std::uint64_t seed, int from, int to, std::size_t i) {
@@ -105,20 +98,6 @@ std::vector<int> world_ranks_of(MPI_Comm comm) {
   MPI_Group_free(&world_group);
   return world_ranks;
 }
-
-// Lowers redist's chunk size for its lifetime, so small buffers take the chunked and datatype paths.
-class scoped_max_count {
- public:
-  explicit scoped_max_count(std::size_t limit) : old_(redist::detail::mpi_max_count) {
-    redist::detail::mpi_max_count = limit;
-  }
-  ~scoped_max_count() { redist::detail::mpi_max_count = old_; }
-  scoped_max_count(const scoped_max_count&) = delete;
-  scoped_max_count& operator=(const scoped_max_count&) = delete;
-
- private:
-  std::size_t old_;
-};
 
 // ---- one check per operation, on any communicator, with any number of ranks ----
 
@@ -421,12 +400,6 @@ void check_all_operations(const mpi_communicator& c, std::uint64_t seed) {
   check_allreduce(c);
   check_send_recv(c, seed);
   check_nonblocking(c, seed);
-}
-
-std::vector<int> odd_ranks_of(int size) {
-  std::vector<int> ranks;
-  for (int r = 1; r < size; r += 2) ranks.push_back(r);
-  return ranks;
 }
 
 }  // namespace

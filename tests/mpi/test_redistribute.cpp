@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/core/catalog.hpp"
@@ -39,14 +40,7 @@ using redist::test::all_ranks;
 
 // ---- the independent expectation: contents and lengths are pure functions of (seed, id, key, element) ----
 
-std::uint64_t mix(std::uint64_t x) {  // splitmix64's finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return mix(mix(a) ^ b); }
-std::uint64_t mix(std::uint64_t a, std::uint64_t b, std::uint64_t c) { return mix(mix(a, b) ^ c); }
+using redist::test::mix;
 
 struct key_spec {
   std::string name;

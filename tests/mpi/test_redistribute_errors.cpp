@@ -187,22 +187,8 @@ const std::vector<std::string> all_keys = {"tokens", "logprobs", "hidden"};
 
 // ---- outcomes and their agreement ----
 
-struct outcome {
-  bool redist_error = false;
-  std::string message = "no error";
-};
-
-template <class F>
-outcome outcome_of(F&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return {true, e.what()};
-  } catch (const std::exception& e) {
-    return {false, std::string("not a redist::error: ") + e.what()};
-  }
-  return {};
-}
+using redist::test::outcome;
+using redist::test::outcome_of;
 
 std::uint64_t fnv(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ull;

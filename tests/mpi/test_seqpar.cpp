@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/row_major.hpp"
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/seqpar.hpp"
@@ -34,33 +36,11 @@ using redist::test::all_ranks;
 using shape_t = std::vector<std::int64_t>;
 using tree = redist::nested<host_tensor>;
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-std::uint64_t mix(std::uint64_t a, std::uint64_t b, std::uint64_t c) { return mix(mix(mix(a) ^ b) ^ c); }
+using redist::test::flatten;
+using redist::test::mix;
+using redist::test::numel;
+using redist::test::unflatten;
 
-std::size_t numel(const shape_t& s) {
-  std::size_t n = 1;
-  for (auto e : s) n *= static_cast<std::size_t>(e);
-  return n;
-}
-std::vector<std::int64_t> unflatten(std::size_t flat, const shape_t& s) {
-  std::vector<std::int64_t> idx(s.size());
-  for (std::size_t d = s.size(); d-- > 0;) {
-    idx[d] = static_cast<std::int64_t>(flat % static_cast<std::size_t>(s[d]));
-    flat /= static_cast<std::size_t>(s[d]);
-  }
-  return idx;
-}
-std::size_t flatten(const std::vector<std::int64_t>& idx, const shape_t& s) {
-  std::size_t flat = 0;
-  for (std::size_t d = 0; d < s.size(); ++d)
-    flat = flat * static_cast<std::size_t>(s[d]) + static_cast<std::size_t>(idx[d]);
-  return flat;
-}
 std::string text(const shape_t& s) { return redist::detail::seqpar::shape_text(s); }
 
 // Element `flat` of source `source`'s tensor in case `c`: i64 holds (case, source, flat) literally, the other
@@ -648,22 +628,8 @@ namespace {
 
 // ---- errors -----------------------------------------------------------------------------------------------
 
-struct outcome {
-  bool redist_error = false;
-  std::string message = "no error";
-};
-
-template <class F>
-outcome outcome_of(F&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return {true, e.what()};
-  } catch (const std::exception& e) {
-    return {false, std::string("not a redist::error: ") + e.what()};
-  }
-  return {};
-}
+using redist::test::outcome;
+using redist::test::outcome_of;
 
 // Collective: every rank caught a redist::error with the same message, containing every part.
 void check_agreed_error(const outcome& o, const redist::mpi_communicator& comm,

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/self.hpp"
@@ -59,12 +60,7 @@ struct redist::tensor_traits<counted_tensor> {
 
 namespace {
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using redist::test::mix;
 
 std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
   return mix(mix(seed ^ a) ^ b);

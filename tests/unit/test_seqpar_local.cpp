@@ -3,15 +3,20 @@
 // element reference, the public operations on a self_communicator, local errors, and the agreement messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "error_of.hpp"
 #include "redist/comm/self.hpp"
 #include "redist/seqpar.hpp"
+#include "row_major.hpp"
+#include "splitmix.hpp"
 
 namespace {
 
@@ -20,18 +25,11 @@ using redist::host_tensor;
 namespace sp = redist::detail::seqpar;
 using shape_t = std::vector<std::int64_t>;
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-std::size_t numel(const shape_t& s) {
-  std::size_t n = 1;
-  for (auto e : s) n *= static_cast<std::size_t>(e);
-  return n;
-}
+using redist::test::error_of;
+using redist::test::flatten;
+using redist::test::mix;
+using redist::test::numel;
+using redist::test::unflatten;
 
 // Never zero, so that a zero byte in a result is padding, not data.
 std::byte byte_of(std::uint64_t source, std::size_t i) {
@@ -42,22 +40,6 @@ std::vector<std::byte> bytes_for(std::uint64_t source, std::size_t n) {
   std::vector<std::byte> b(n);
   for (std::size_t i = 0; i < n; ++i) b[i] = byte_of(source, i);
   return b;
-}
-
-// Row-major multi-index <-> flat index.
-std::vector<std::int64_t> unflatten(std::size_t flat, const shape_t& s) {
-  std::vector<std::int64_t> idx(s.size());
-  for (std::size_t d = s.size(); d-- > 0;) {
-    idx[d] = static_cast<std::int64_t>(flat % static_cast<std::size_t>(s[d]));
-    flat /= static_cast<std::size_t>(s[d]);
-  }
-  return idx;
-}
-std::size_t flatten(const std::vector<std::int64_t>& idx, const shape_t& s) {
-  std::size_t flat = 0;
-  for (std::size_t d = 0; d < s.size(); ++d)
-    flat = flat * static_cast<std::size_t>(s[d]) + static_cast<std::size_t>(idx[d]);
-  return flat;
 }
 
 // What rank `me` of P must hold, element by element, from the definition: output index o comes from rank
@@ -199,15 +181,6 @@ bool same(const host_tensor& a, const host_tensor& b) {
          std::equal(a.bytes().begin(), a.bytes().end(), b.bytes().begin(), b.bytes().end());
 }
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 }  // namespace
 
 TEST_CASE("seqpar on one process: every operation is the identity (or a cut), on every dtype") {
@@ -315,15 +288,14 @@ struct scripted_agreement {
   std::uint64_t key(std::size_t r) const {
     return ranks[r].first.empty() ? (sp::fnv1a(ranks[r].second) | 1u) : 0;
   }
-  std::uint64_t allreduce_min(std::uint64_t) const {
-    std::uint64_t v = UINT64_MAX;
-    for (std::size_t r = 0; r < ranks.size(); ++r) v = std::min(v, key(r));
-    return v;
-  }
-  std::uint64_t allreduce_max(std::uint64_t) const {
-    std::uint64_t v = 0;
-    for (std::size_t r = 0; r < ranks.size(); ++r) v = std::max(v, key(r));
-    return v;
+  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t) const {
+    std::uint64_t lo = UINT64_MAX;
+    std::uint64_t hi = 0;
+    for (std::size_t r = 0; r < ranks.size(); ++r) {
+      lo = std::min(lo, key(r));
+      hi = std::max(hi, key(r));
+    }
+    return {lo, hi};
   }
   std::vector<std::byte> allgatherv(std::span<const std::byte>, std::vector<std::size_t>* counts) const {
     std::vector<std::byte> all;

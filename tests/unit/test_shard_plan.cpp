@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.hpp"
 #include "redist/shard.hpp"
 
 namespace {
@@ -19,6 +20,7 @@ namespace {
 using redist::dtype;
 using redist::plan_shards;
 using redist::shard_spec;
+using redist::test::error_of;
 using sizes = std::vector<std::size_t>;
 
 shard_spec sharded(std::string name, dtype t, std::vector<std::int64_t> shape, int dim,
@@ -122,16 +124,6 @@ std::vector<shard_spec> random_specs(std::mt19937_64& rng, int ranks, std::size_
     specs.push_back(std::move(s));
   }
   return specs;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace
