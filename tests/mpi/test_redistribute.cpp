@@ -575,6 +575,20 @@ layout ring_layout(int n) {
   return L;
 }
 
+// The one-call form on layout L, byte staging, every pattern, with every key (the default) and with one.
+void check_every_pattern(const redist::mpi_communicator& comm, const layout& L) {
+  for (auto pattern : all_patterns)
+    for (const std::vector<std::string>& keys :
+         {std::vector<std::string>{}, std::vector<std::string>{"tokens"}}) {
+      redist::redistribute_options opts{.pattern = pattern};
+      opts.keys = keys;
+      const std::string problem = one_call_problem<redist::byte_staging>(comm, L, {9, false, 5}, opts);
+      const bool ok = all_ranks(problem.empty());
+      INFO(pattern_name(pattern) << ", keys " << list_string(keys) << "\n" << L.describe());
+      CHECK_MESSAGE(ok, "this rank: " << (problem.empty() ? "ok" : problem));
+    }
+}
+
 // ---- policy substitution ----
 
 struct counting_policy {
@@ -701,16 +715,7 @@ TEST_CASE("redistribute: a rank that declares no keys and wants nothing gets an 
   L.bare[last] = 1;
   L.wanted[last].clear();
   for (std::size_t r = 0; r < last; ++r) L.wanted[r] = L.held[(r + 1) % last];
-  for (auto pattern : all_patterns)
-    for (const std::vector<std::string>& keys :
-         {std::vector<std::string>{}, std::vector<std::string>{"tokens"}}) {
-      redist::redistribute_options opts{.pattern = pattern};
-      opts.keys = keys;
-      const std::string problem = one_call_problem<redist::byte_staging>(comm, L, {9, false, 5}, opts);
-      const bool ok = all_ranks(problem.empty());
-      INFO(pattern_name(pattern) << ", keys " << list_string(keys) << "\n" << L.describe());
-      CHECK_MESSAGE(ok, "this rank: " << (problem.empty() ? "ok" : problem));
-    }
+  check_every_pattern(comm, L);
 }
 
 // Every rank declares the keys and holds no sample: there is nothing to move, and every rank gets an empty
@@ -720,14 +725,5 @@ TEST_CASE("redistribute: no samples anywhere") {
   layout L = ring_layout(comm.size());
   for (auto& h : L.held) h.clear();
   for (auto& w : L.wanted) w.clear();
-  for (auto pattern : all_patterns)
-    for (const std::vector<std::string>& keys :
-         {std::vector<std::string>{}, std::vector<std::string>{"tokens"}}) {
-      redist::redistribute_options opts{.pattern = pattern};
-      opts.keys = keys;
-      const std::string problem = one_call_problem<redist::byte_staging>(comm, L, {9, false, 5}, opts);
-      const bool ok = all_ranks(problem.empty());
-      INFO(pattern_name(pattern) << ", keys " << list_string(keys));
-      CHECK_MESSAGE(ok, "this rank: " << (problem.empty() ? "ok" : problem));
-    }
+  check_every_pattern(comm, L);
 }
