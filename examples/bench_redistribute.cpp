@@ -527,10 +527,10 @@ int main(int argc, char** argv) {
         "# size: payload per rank (all wanted bytes / ranks, own samples included: nccl-tests' alltoall "
         "size); algbw = size / time; busbw = algbw * (n-1)/n; wire: bytes crossing ranks, all ranks\n");
     say(me,
-        "# methods: redistribute = one-call form, one-hop, byte staging; hand-alltoallv = its own packing "
-        "+ one MPI_Alltoallv of the same bytes into one buffer (samples a rank wants from itself stay put); "
-        "hand-alltoallv+self = the same with those samples through the MPI_Alltoallv too (its buffer then "
-        "holds all the rank wants, like redistribute's result); gather-scatter-f32 = "
+        "# methods: redistribute = one-call form, one-hop, byte staging; hand-alltoallv+self = its own "
+        "packing + one MPI_Alltoallv of the same bytes into one buffer, which then holds all the rank wants "
+        "like redistribute's result (the targets' baseline); hand-alltoallv = the same without the samples a "
+        "rank wants from itself, which stay put (less than redistribute returns); gather-scatter-f32 = "
         "redistribute<float32_staging>, gather_scatter\n");
     say(me,
         "# ratio: on the hand-alltoallv rows redistribute / that row, on the gather-scatter-f32 row that "
@@ -711,8 +711,8 @@ int main(int argc, char** argv) {
       say(me,
           "# metadata: validate + encode + allgatherv; plan: decode, catalog, tracker, plan_all_to_all; "
           "checks: the pre-transfer checks + plan fingerprint; output: allocating the returned batch; "
-          "exchange: the plan's steps (MPI_Alltoallw into the output); own-copy: the samples this rank "
-          "held, copied in\n");
+          "exchange: the plan's steps (an MPI_Ialltoallw per large key, started together, into the "
+          "output); own-copy: the samples this rank held, copied in\n");
     }
 
     // Memory: each method's peak RSS in one run, over the RSS before any data existed.
@@ -744,15 +744,18 @@ int main(int argc, char** argv) {
       return 0.0;
     };
     say(me, "#\n# targets (ratios from this run)\n");
+    // The hand-written exchange of the same bytes is hand-alltoallv+self: like redistribute() it ends with
+    // everything the rank wants in one buffer. hand-alltoallv leaves the rank's own samples where they were,
+    // which is less than redistribute() returns; its ratio is shown for what the copy of those costs.
     for (const std::string kind : {"blocks", "skewed", "reordered"}) {
-      const double ratio = find(kind, "redistribute") / find(kind, "hand-alltoallv");
+      const double ratio = find(kind, "redistribute") / find(kind, "hand-alltoallv+self");
       const double target = kind == "reordered" ? 1.30 : 1.10;
-      const double with_self = find(kind, "redistribute") / find(kind, "hand-alltoallv+self");
+      const double remote_only = find(kind, "redistribute") / find(kind, "hand-alltoallv");
       say(me,
-          "#   %-9s redistribute / hand-alltoallv = %5.2f, target <= %.2f (%s order): %s  (against "
-          "hand-alltoallv+self: %.2f)\n",
+          "#   %-9s redistribute / hand-alltoallv+self = %5.2f, target <= %.2f (%s order): %s  (against "
+          "hand-alltoallv: %.2f)\n",
           kind.c_str(), ratio, target, kind == "reordered" ? "reordered" : "arrival",
-          ratio <= target ? "met" : "MISSED", with_self);
+          ratio <= target ? "met" : "MISSED", remote_only);
     }
     const double gs = find("skewed", "gather-scatter-f32") / find("skewed", "redistribute");
     const char* gs_verdict = P != 8 ? "(not 8 ranks)" : gs >= 10 ? "met" : "MISSED";

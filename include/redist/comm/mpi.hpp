@@ -354,9 +354,8 @@ class mpi_communicator {
   // counts, displacements and datatypes; the memory moved must stay alive and untouched until it completes.
 
   // alltoallv's exchange, started: send[send_displs[p], +send_counts[p]) goes to rank p, what rank p sends
-  // lands at recv[recv_displs[p], ...). One MPI_Ialltoallv when each side's blocks lie within max_count()
-  // bytes of its lowest one, else one MPI_Ialltoallw with a hindexed datatype per rank over absolute
-  // addresses.
+  // lands at recv[recv_displs[p], ...). One MPI_Ialltoallw: MPI_BYTE blocks when each side's blocks lie
+  // within max_count() bytes of its lowest one, else a hindexed datatype per rank over absolute addresses.
   [[nodiscard]] mpi_request ialltoallv(std::span<const std::byte> send,
                                        std::span<const std::size_t> send_counts,
                                        std::span<const std::size_t> send_displs, std::span<std::byte> recv,
@@ -396,10 +395,8 @@ class mpi_communicator {
   }
 
   // The pieces send[p] lists, in order, go to rank p; the bytes from rank p fill the pieces recv[p] lists, in
-  // order (their total is what rank p sends). One MPI_Alltoallw. A side whose every peer has at most one
-  // piece is moved in place. A side with several pieces for some peer is packed into (received into) one
-  // buffer first: Open MPI moves a contiguous buffer between the processes of a node with a single copy, but
-  // a derived datatype through a fragment pipeline several times slower, so one memcpy per byte is cheaper.
+  // order (their total is what rank p sends). One MPI_Alltoallw. A peer's
+  // several pieces are packed (received into one block and unpacked): see detail::packed_exchange.
   void alltoall_segments(std::span<const std::vector<const_segment>> send,
                          std::span<const std::vector<segment>> recv) const {
     const auto n = static_cast<std::size_t>(size_);
@@ -407,57 +404,10 @@ class mpi_communicator {
       detail::fail("redist::mpi_communicator::alltoall_segments: ", send.size(), " send and ", recv.size(),
                    " receive piece lists, expected one per rank (", n, ")");
     }
-    auto scattered = [](const auto& lists) {
-      return std::any_of(lists.begin(), lists.end(), [](const auto& l) {
-        return std::count_if(l.begin(), l.end(), [](const auto& s) { return s.bytes != 0; }) > 1;
-      });
-    };
-    const bool pack = scattered(send), unpack = scattered(recv);
-    std::unique_ptr<std::byte[]> out, in;  // uninitialized: every byte is written before it is read
-    std::vector<const_segment> packed(pack ? n : 0);
-    std::vector<segment> landing(unpack ? n : 0);
-    if (pack) {
-      std::size_t total = 0;
-      for (const auto& l : send)
-        for (const auto& s : l) total += s.bytes;
-      out.reset(new std::byte[total]);
-      std::byte* at = out.get();
-      for (std::size_t p = 0; p < n; ++p) {
-        packed[p] = {at, 0};
-        for (const auto& s : send[p]) {
-          if (s.bytes != 0) std::memcpy(at, s.data, s.bytes);
-          at += s.bytes;
-        }
-        packed[p].bytes = static_cast<std::size_t>(at - packed[p].data);
-      }
-    }
-    if (unpack) {
-      std::size_t total = 0;
-      for (const auto& l : recv)
-        for (const auto& s : l) total += s.bytes;
-      in.reset(new std::byte[total]);
-      std::byte* at = in.get();
-      for (std::size_t p = 0; p < n; ++p) {
-        landing[p] = {at, 0};
-        for (const auto& s : recv[p]) at += s.bytes;
-        landing[p].bytes = static_cast<std::size_t>(at - landing[p].data);
-      }
-    }
-    exchange(
-        [&](int p) {
-          return pack ? std::span<const const_segment>(&packed[index(p)], 1) : std::span(send[index(p)]);
-        },
-        [&](int p) {
-          return unpack ? std::span<const segment>(&landing[index(p)], 1) : std::span(recv[index(p)]);
-        });
-    if (unpack) {
-      const std::byte* at = in.get();
-      for (const auto& l : recv)
-        for (const auto& s : l) {
-          if (s.bytes != 0) std::memcpy(s.data, at, s.bytes);
-          at += s.bytes;
-        }
-    }
+    const detail::packed_exchange packed(send, recv);
+    exchange([&](int p) { return std::span(packed.send()[index(p)]); },
+             [&](int p) { return std::span(packed.recv()[index(p)]); });
+    packed.unpack();
   }
 
   // Equal blocks: send and recv hold size() blocks of `block` bytes; block p goes to (comes from) rank p.
@@ -649,8 +599,9 @@ class mpi_communicator {
     return r;
   }
 
-  // exchange(), started: one MPI_Ialltoallv when both sides are MPI_BYTE blocks, else one MPI_Ialltoallw;
-  // the request owns the arrays and datatypes MPI reads until completion.
+  // exchange(), started: one MPI_Ialltoallw, also where MPI_BYTE blocks would allow MPI_Ialltoallv on this
+  // rank, since another rank may need datatypes and every rank must make the same call; the request owns the
+  // arrays and datatypes MPI reads until completion.
   template <class FromMe, class ToMe>
   mpi_request start_exchange(FromMe from_me, ToMe to_me) const {
     const auto n = static_cast<std::size_t>(size_);
@@ -663,22 +614,19 @@ class mpi_communicator {
     MPI_Datatype* const types = a.types.data();
     const void* sbuf = describe(from_me, ints, ints + n, types, a.owned);
     void* rbuf = const_cast<void*>(describe(to_me, ints + 2 * n, ints + 3 * n, types + n, a.owned));
-    const bool bytes =
-        std::all_of(a.types.begin(), a.types.end(), [](MPI_Datatype t) { return t == MPI_BYTE; });
     MPI_Request& handle = r.requests_.emplace_back(MPI_REQUEST_NULL);
-    const int rc = bytes ? MPI_Ialltoallv(sbuf, ints, ints + n, MPI_BYTE, rbuf, ints + 2 * n, ints + 3 * n,
-                                          MPI_BYTE, native(), &handle)
-                         : MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n,
-                                          types + n, native(), &handle);
+    const int rc = MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n, types + n,
+                                  native(), &handle);
     if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
-    detail::mpi_check(rc, bytes ? "MPI_Ialltoallv" : "MPI_Ialltoallw");
+    detail::mpi_check(rc, "MPI_Ialltoallw");
     return r;
   }
 
   // One MPI_Alltoallw: the pieces from_me(p) lists go to rank p, the bytes from rank p fill the pieces
   // to_me(p) lists. Each side decides alone (the other ranks need not know): MPI_BYTE counts and
   // displacements when every rank's bytes are one block within INT_MAX bytes of the side's lowest address,
-  // else one hindexed datatype per rank over absolute addresses (MPI_BOTTOM), blocks split at INT_MAX.
+  // else one hindexed datatype per rank over absolute addresses (MPI_BOTTOM), blocks split at INT_MAX. Always
+  // MPI_Alltoallw, never MPI_Alltoallv where a rank could: every rank must make the same call.
   template <class FromMe, class ToMe>
   void exchange(FromMe from_me, ToMe to_me) const {
     const auto n = static_cast<std::size_t>(size_);

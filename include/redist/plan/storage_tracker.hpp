@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -81,26 +82,32 @@ class storage_tracker {
   template <class Tensor>
   static storage_tracker from_batches(std::span<const sequence_batch<Tensor>> batches) {
     builder b(static_cast<int>(batches.size()));
-    std::map<std::pair<sample_id, std::string_view>, std::pair<int, std::uint64_t>> seen;
+    // Every (id, key, rank, bytes) there is, sorted: the first record of an (id, key) is its lowest holder.
+    std::vector<record> all;
+    std::vector<std::string_view> names;  // by key code
     for (std::size_t r = 0; r < batches.size(); ++r) {
       const auto& batch = batches[r];
-      const int rank = static_cast<int>(r);
       for (const auto& key : batch.keys()) {
-        b.declare(key);
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-          const auto id = batch.ids()[i];
-          const std::uint64_t bytes = batch.sample_bytes(key, i).size;
-          auto [it, fresh] = seen.try_emplace({id, key}, rank, bytes);
-          if (fresh) {
-            b.own(rank, id, key, bytes);
-          } else if (it->second.second != bytes) {
-            detail::fail("redist::storage_tracker::from_batches: ranks ", it->second.first, " and ", rank,
-                         " disagree on the size of id ", id, ", key '", key, "' (", it->second.second,
-                         " and ", bytes, " bytes)");
-          } else {
-            b.hold(rank, id, key);
-          }
-        }
+        const std::uint32_t code = b.key_code(key);
+        if (code == names.size()) names.push_back(key);
+        for (std::size_t i = 0; i < batch.size(); ++i)
+          all.push_back({batch.ids()[i], code, static_cast<int>(r), batch.sample_bytes(key, i).size});
+      }
+    }
+    std::sort(all.begin(), all.end(), [](const record& x, const record& y) {
+      return std::tie(x.id, x.key, x.rank) < std::tie(y.id, y.key, y.rank);
+    });
+    for (std::size_t n = 0, first = 0; n < all.size(); ++n) {
+      const record& x = all[n];
+      if (n == 0 || all[first].id != x.id || all[first].key != x.key) {
+        first = n;
+        b.owned_.push_back(x);
+      } else if (all[first].bytes != x.bytes) {
+        detail::fail("redist::storage_tracker::from_batches: ranks ", all[first].rank, " and ", x.rank,
+                     " disagree on the size of id ", x.id, ", key '", names[x.key], "' (", all[first].bytes,
+                     " and ", x.bytes, " bytes)");
+      } else {
+        b.held_.push_back({x.id, x.key, x.rank, 0});
       }
     }
     return std::move(b).build();

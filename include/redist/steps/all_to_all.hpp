@@ -1,6 +1,7 @@
-// redist::all_to_all_policy: runs an all_to_all_step as one all-to-all per round. With byte staging MPI reads
-// the senders' tensors and writes the receivers' tensors in place; with float32 staging each payload is cast
-// once however many replicas receive it, and every block is padded to the round's longest.
+// redist::all_to_all_policy: runs an all_to_all_step in rounds that fit the staging budget. With byte staging
+// MPI reads the senders' tensors and writes the receivers' tensors in place, large keys in exchanges of their
+// own started together; with float32 staging each payload is cast once however many replicas receive it, and
+// every block is padded to the round's longest.
 #pragma once
 
 #include <algorithm>
@@ -46,7 +47,7 @@ struct all_to_all_policy {
     const std::size_t rounds = ctx.rounds_for(
         std::max(*std::max_element(out.begin(), out.end()), *std::max_element(in.begin(), in.end())));
 
-    std::vector<const all_to_all_step::route*> sends, recvs;  // in (peer, key) order on both sides
+    std::vector<const route*> sends, recvs;  // in (peer, key) order on both sides
     for (const auto& r : st.routes) {
       if (r.src == me) sends.push_back(&r);
       if (r.dst == me) {
@@ -56,90 +57,131 @@ struct all_to_all_policy {
     }
     ctx.open_inbox();
 
-    // With byte staging, one exchange per key once keys are large: a consumer that asks in arrival order
-    // then receives each peer's part of a key as one block straight into its tensor, which saves copying
-    // every received byte once more at the cost of an exchange per key. Every rank decides alike, from sizes.
-    std::size_t parts = 1;
-    if constexpr (Staging::in_place) {
-      const std::size_t total = std::accumulate(in.begin(), in.end(), std::size_t{0});
-      if (st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes) parts = st.keys.size();
-    }
-
-    std::vector<std::vector<const_segment>> send(n);
-    std::vector<std::vector<segment>> recv(n);
-    std::vector<std::byte> scratch_out, scratch_in, trash, zeros;
-    for (std::size_t exchange = 0; exchange < rounds * parts; ++exchange) {
-      const std::size_t k = exchange / parts;
-      // Routes of this exchange: all, or those of one key.
-      auto here = [&](const all_to_all_step::route* r) {
-        return parts == 1 || st.payloads[r->payload].key == exchange % parts;
-      };
-      for (auto& v : send) v.clear();
-      for (auto& v : recv) v.clear();
-      const std::size_t block = Staging::padded ? block_size(ctx, st, length, k, rounds) : 0;
-      // Staged once per payload: routes of one payload share its packed window.
-      std::map<std::uint32_t, const_segment> staged;
-      if constexpr (!Staging::in_place) {
-        std::size_t out_bytes = 0, in_bytes = 0, pad_bytes = 0;
-        for (const auto& [p, s] : mine)
-          if (st.payloads[p].src == me) out_bytes += win(ctx, length[p], k, rounds);
-        for (const auto* r : recvs) {
-          const std::size_t w = win(ctx, length[r->payload], k, rounds);
-          in_bytes += w;
-          pad_bytes += block - w;
-        }
-        scratch_out.resize(out_bytes);
-        scratch_in.resize(in_bytes);
-        trash.resize(pad_bytes);
-        zeros.assign(block, std::byte{0});
-      }
-      std::size_t at = 0;
-      for (const auto* r : sends) {
-        if (!here(r)) continue;
-        const auto [b, e] = Context::window(length[r->payload], k, rounds);
-        auto& dst = send[static_cast<std::size_t>(r->dst)];
-        if constexpr (Staging::in_place) {
-          ctx.send_pieces(mine.at(r->payload), b, e, dst, nullptr);
-        } else {
-          auto it = staged.find(r->payload);
-          if (it == staged.end()) {
-            ctx.pack(mine.at(r->payload), b, e, scratch_out.data() + at);
-            it = staged.emplace(r->payload, const_segment{scratch_out.data() + at, e - b}).first;
-            at += e - b;
-          }
-          dst.push_back(it->second);
-          if (block > e - b) dst.push_back({zeros.data(), block - (e - b)});
-        }
-      }
-      std::size_t in_at = 0, trash_at = 0;
-      for (const auto* r : recvs) {
-        if (!here(r)) continue;
-        const auto [b, e] = Context::window(length[r->payload], k, rounds);
-        auto& src = recv[static_cast<std::size_t>(r->src)];
-        ctx.recv_pieces(mine.at(r->payload), b, e, src, scratch_in.data() + in_at);
-        in_at += Staging::in_place ? 0 : e - b;
-        if (block > e - b) {
-          src.push_back({trash.data() + trash_at, block - (e - b)});
-          trash_at += block - (e - b);
-        }
-      }
-      comm.alltoall_segments(send, recv);
-      if constexpr (!Staging::in_place) {
-        in_at = 0;
-        for (const auto* r : recvs) {
-          const auto [b, e] = Context::window(length[r->payload], k, rounds);
-          ctx.unpack(mine.at(r->payload), b, e, scratch_in.data() + in_at);
-          in_at += e - b;
-        }
+    for (std::size_t k = 0; k < rounds; ++k) {
+      if constexpr (Staging::in_place) {
+        exchange_in_place(ctx, st, mine, length, sends, recvs, k, rounds, in);
+      } else {
+        exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds);
       }
     }
     ctx.commit();
   }
 
  private:
+  using route = all_to_all_step::route;
+
+  // Round k with the staging in place: MPI reads the senders' tensors and writes the receivers' tensors, a
+  // peer's scattered pieces packed (unpacked) on the way, see detail::packed_exchange. Once keys are large
+  // each key moves in an exchange of its own: a consumer that asks in arrival order then receives each
+  // peer's part of a key as one block straight into its tensor, which saves copying every received byte once
+  // more. Every exchange of the round is packed and started before any is waited for, so the ranks meet
+  // once per round however many there are. Every rank decides alike, from sizes.
+  template <class Context>
+  static void exchange_in_place(Context& ctx, const all_to_all_step& st,
+                                const std::map<std::uint32_t, stream>& mine,
+                                const std::vector<std::size_t>& length,
+                                const std::vector<const route*>& sends,
+                                const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds,
+                                const std::vector<std::size_t>& in) {
+    const auto& comm = ctx.comm();
+    const auto n = static_cast<std::size_t>(comm.size());
+    const std::size_t total = std::accumulate(in.begin(), in.end(), std::size_t{0});
+    const std::size_t parts =
+        st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes ? st.keys.size() : 1;
+    auto in_part = [&](const route* r, std::size_t part) {
+      return parts == 1 || st.payloads[r->payload].key == part;
+    };
+    std::vector<std::vector<std::vector<const_segment>>> send(parts,
+                                                              std::vector<std::vector<const_segment>>(n));
+    std::vector<std::vector<std::vector<segment>>> recv(parts, std::vector<std::vector<segment>>(n));
+    std::vector<detail::packed_exchange> packed;
+    packed.reserve(parts);
+    std::vector<typename std::decay_t<decltype(comm)>::request> started;  // completed before packed is freed
+    for (std::size_t part = 0; part < parts; ++part) {
+      for (const auto* r : sends) {
+        if (!in_part(r, part)) continue;
+        const auto [b, e] = Context::window(length[r->payload], k, rounds);
+        ctx.send_pieces(mine.at(r->payload), b, e, send[part][static_cast<std::size_t>(r->dst)], nullptr);
+      }
+      for (const auto* r : recvs) {
+        if (!in_part(r, part)) continue;
+        const auto [b, e] = Context::window(length[r->payload], k, rounds);
+        ctx.recv_pieces(mine.at(r->payload), b, e, recv[part][static_cast<std::size_t>(r->src)], nullptr);
+      }
+      packed.emplace_back(send[part], recv[part]);
+      started.push_back(comm.ialltoall_segments(packed.back().send(), packed.back().recv()));
+    }
+    for (std::size_t part = 0; part < parts; ++part) {
+      started[part].wait();
+      packed[part].unpack();
+    }
+  }
+
   // Average bytes per rank and key from which a step's keys move in separate exchanges: above it, copying
   // the bytes once more costs more than the latency of another exchange.
   static constexpr std::size_t split_bytes = std::size_t{64} << 10;
+
+  // Round k with a staging that converts: each payload this rank sends is packed once into the wire format
+  // however many replicas receive it, every block padded to the round's longest when the staging pads, and
+  // what arrives unpacked from a landing buffer.
+  template <class Context>
+  static void exchange_staged(Context& ctx, const all_to_all_step& st,
+                              const std::map<std::uint32_t, stream>& mine,
+                              const std::vector<std::size_t>& length, const std::vector<const route*>& sends,
+                              const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds) {
+    const auto& comm = ctx.comm();
+    const int me = comm.rank();
+    const auto n = static_cast<std::size_t>(comm.size());
+    std::vector<std::byte> scratch_out, scratch_in, trash, zeros;
+    std::vector<std::vector<const_segment>> send(n);
+    std::vector<std::vector<segment>> recv(n);
+    const std::size_t block = Staging::padded ? block_size(ctx, st, length, k, rounds) : 0;
+    // Staged once per payload: routes of one payload share its packed window.
+    std::map<std::uint32_t, const_segment> staged;
+    std::size_t out_bytes = 0, in_bytes = 0, pad_bytes = 0;
+    for (const auto& [p, s] : mine)
+      if (st.payloads[p].src == me) out_bytes += win(ctx, length[p], k, rounds);
+    for (const auto* r : recvs) {
+      const std::size_t w = win(ctx, length[r->payload], k, rounds);
+      in_bytes += w;
+      pad_bytes += block - w;
+    }
+    scratch_out.resize(out_bytes);
+    scratch_in.resize(in_bytes);
+    trash.resize(pad_bytes);
+    zeros.assign(block, std::byte{0});
+    std::size_t at = 0;
+    for (const auto* r : sends) {
+      const auto [b, e] = Context::window(length[r->payload], k, rounds);
+      auto& dst = send[static_cast<std::size_t>(r->dst)];
+      auto it = staged.find(r->payload);
+      if (it == staged.end()) {
+        ctx.pack(mine.at(r->payload), b, e, scratch_out.data() + at);
+        it = staged.emplace(r->payload, const_segment{scratch_out.data() + at, e - b}).first;
+        at += e - b;
+      }
+      dst.push_back(it->second);
+      if (block > e - b) dst.push_back({zeros.data(), block - (e - b)});
+    }
+    std::size_t in_at = 0, trash_at = 0;
+    for (const auto* r : recvs) {
+      const auto [b, e] = Context::window(length[r->payload], k, rounds);
+      auto& src = recv[static_cast<std::size_t>(r->src)];
+      ctx.recv_pieces(mine.at(r->payload), b, e, src, scratch_in.data() + in_at);
+      in_at += e - b;
+      if (block > e - b) {
+        src.push_back({trash.data() + trash_at, block - (e - b)});
+        trash_at += block - (e - b);
+      }
+    }
+    comm.alltoall_segments(send, recv);
+    in_at = 0;
+    for (const auto* r : recvs) {
+      const auto [b, e] = Context::window(length[r->payload], k, rounds);
+      ctx.unpack(mine.at(r->payload), b, e, scratch_in.data() + in_at);
+      in_at += e - b;
+    }
+  }
 
   template <class Context>
   static std::size_t win(const Context&, std::size_t length, std::size_t k, std::size_t rounds) {
