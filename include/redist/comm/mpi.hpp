@@ -377,12 +377,12 @@ class mpi_communicator {
 
   // alltoall_segments' exchange, started: the pieces send[p] lists, in order, go to rank p; the bytes from
   // rank p fill the pieces recv[p] lists, in order (their total is what rank p sends). Nothing is packed
-  // (the request would have to unpack at its wait): a side whose every peer has at most one piece moves as
-  // alltoallv's, a peer's several pieces as one hindexed datatype over absolute addresses, blocks split at
+  // (the request would have to unpack at its wait): one MPI_Ialltoallw, a peer's single piece as MPI_BYTE
+  // blocks, a peer's several pieces as one hindexed datatype over absolute addresses, blocks split at
   // max_count(); each side decides alone. A datatype costs three local MPI calls per peer and is moved
   // block by block: Open MPI 4.1 receives into one through its copy-in/copy-out pipeline, where a contiguous
   // message between the processes of a node takes a single copy. With many small pieces, packing them (or
-  // receiving into one buffer and unpacking) is the caller's choice.
+  // receiving into one buffer and unpacking: detail::packed_exchange) is the caller's choice.
   [[nodiscard]] mpi_request ialltoall_segments(std::span<const std::vector<const_segment>> send,
                                                std::span<const std::vector<segment>> recv) const {
     const auto n = static_cast<std::size_t>(size_);
