@@ -57,9 +57,16 @@ struct all_to_all_policy {
     }
     ctx.open_inbox();
 
+    // With the staging in place, once keys are large each moves in an exchange of its own (see
+    // exchange_in_place). Every rank decides alike, from sizes.
+    const std::size_t total = std::accumulate(in.begin(), in.end(), std::size_t{0});
+    const std::size_t parts =
+        Staging::in_place && st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes
+            ? st.keys.size()
+            : 1;
     for (std::size_t k = 0; k < rounds; ++k) {
       if constexpr (Staging::in_place) {
-        exchange_in_place(ctx, st, mine, length, sends, recvs, k, rounds, in);
+        exchange_in_place(ctx, st, mine, length, sends, recvs, k, rounds, parts);
       } else {
         exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds);
       }
@@ -71,23 +78,20 @@ struct all_to_all_policy {
   using route = all_to_all_step::route;
 
   // Round k with the staging in place: MPI reads the senders' tensors and writes the receivers' tensors, a
-  // peer's scattered pieces packed (unpacked) on the way, see detail::packed_exchange. Once keys are large
-  // each key moves in an exchange of its own: a consumer that asks in arrival order then receives each
-  // peer's part of a key as one block straight into its tensor, which saves copying every received byte once
-  // more. Every exchange of the round is packed and started before any is waited for, so the ranks meet
-  // once per round however many there are. Every rank decides alike, from sizes.
+  // peer's scattered pieces packed (unpacked) on the way, see detail::packed_exchange. With `parts` > 1 each
+  // key moves in an exchange of its own: a consumer that asks in arrival order then receives each peer's
+  // part of a key as one block straight into its tensor, which saves copying every received byte once more.
+  // Every exchange of the round is packed and started before any is waited for, so the ranks meet once per
+  // round however many there are.
   template <class Context>
   static void exchange_in_place(Context& ctx, const all_to_all_step& st,
                                 const std::map<std::uint32_t, stream>& mine,
                                 const std::vector<std::size_t>& length,
                                 const std::vector<const route*>& sends,
                                 const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds,
-                                const std::vector<std::size_t>& in) {
+                                std::size_t parts) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
-    const std::size_t total = std::accumulate(in.begin(), in.end(), std::size_t{0});
-    const std::size_t parts =
-        st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes ? st.keys.size() : 1;
     auto in_part = [&](const route* r, std::size_t part) {
       return parts == 1 || st.payloads[r->payload].key == part;
     };
