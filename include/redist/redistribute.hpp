@@ -21,6 +21,7 @@
 #include "redist/core/metadata_codec.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
+#include "redist/detail/hash.hpp"
 #include "redist/options.hpp"
 #include "redist/plan/all_to_all.hpp"
 #include "redist/plan/broadcast.hpp"
@@ -61,53 +62,41 @@ struct pick_policy<Step, Staging, P, Rest...> {
                                   typename pick_policy<Step, Staging, Rest...>::type>;
 };
 
-inline std::uint64_t hash_mix(std::uint64_t h, std::uint64_t v) noexcept {
-  return (h ^ v) * 0x100000001b3ull;
-}
-inline std::uint64_t hash_mix(std::uint64_t h, const std::string& s) noexcept {
-  for (char c : s) h = hash_mix(h, static_cast<unsigned char>(c));
-  return hash_mix(h, s.size());
-}
-template <class T>
-std::uint64_t hash_mix(std::uint64_t h, const std::vector<T>& v) noexcept {
-  for (const auto& x : v) h = hash_mix(h, x);
-  return hash_mix(h, v.size());
-}
-
 // A fingerprint of everything in a plan, to check that every rank runs the same one.
 inline std::uint64_t plan_hash(const plan& p) {
-  std::uint64_t h = hash_mix(0xcbf29ce484222325ull, static_cast<std::uint64_t>(p.ranks));
+  fingerprint h;
+  h.add(static_cast<std::uint64_t>(p.ranks));
   for (const auto& stage : p.stages) {
-    h = hash_mix(h, stage.size());
+    h.add(stage.size());
     for (const auto& s : stage) {
-      h = hash_mix(h, s.index());
+      h.add(s.index());
       std::visit(
           [&](const auto& x) {
             using T = std::decay_t<decltype(x)>;
-            h = hash_mix(h, x.keys);
+            h.add_all(x.keys);
             if constexpr (std::is_same_v<T, all_to_all_step>) {
               for (const auto& q : x.payloads)
-                h = hash_mix(hash_mix(hash_mix(h, q.ids), q.key), static_cast<std::uint64_t>(q.src));
+                h.add_all(q.ids).add(q.key).add(static_cast<std::uint64_t>(q.src));
               for (const auto& r : x.routes)
-                h = hash_mix(hash_mix(hash_mix(h, static_cast<std::uint64_t>(r.src)),
-                                      static_cast<std::uint64_t>(r.dst)),
-                             r.payload);
+                h.add(static_cast<std::uint64_t>(r.src))
+                    .add(static_cast<std::uint64_t>(r.dst))
+                    .add(r.payload);
             } else {
-              h = hash_mix(h, static_cast<std::uint64_t>(x.root));
+              h.add(static_cast<std::uint64_t>(x.root));
               if constexpr (std::is_same_v<T, gather_step>)
-                h = hash_mix(h, std::vector<std::uint64_t>(x.srcs.begin(), x.srcs.end()));
+                h.add_all(x.srcs);
               else
-                h = hash_mix(h, std::vector<std::uint64_t>(x.dsts.begin(), x.dsts.end()));
+                h.add_all(x.dsts);
               if constexpr (std::is_same_v<T, broadcast_step>)
-                h = hash_mix(h, x.ids);
+                h.add_all(x.ids);
               else
-                for (const auto& l : x.ids) h = hash_mix(h, l);
+                for (const auto& l : x.ids) h.add_all(l);
             }
           },
           s);
     }
   }
-  return h;
+  return h.value();
 }
 
 // A rank's part of the one-call form's allgather: its batch's metadata, then the ids it wants.

@@ -28,6 +28,7 @@
 #include "redist/core/nested.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/hash.hpp"
 
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
 // negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
@@ -171,12 +172,6 @@ inline std::int64_t normalized(std::int64_t dim, std::size_t rank) {
   return dim < 0 && dim >= -n ? dim + n : dim;
 }
 
-inline std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
-
 // "0-2, 5, 7-8"
 inline std::string rank_ranges(const std::vector<int>& ranks) {
   std::string out;
@@ -197,7 +192,7 @@ inline std::string rank_ranges(const std::vector<int>& ranks) {
 template <class Comm>
 void agree_on_call(const Comm& comm, const char* who, const std::string& problem, const std::string& call) {
   // 0 stands for "has a problem", so a problem anywhere makes min != max or min == 0.
-  const std::uint64_t mine = problem.empty() ? (fnv1a(call) | 1u) : 0;
+  const std::uint64_t mine = problem.empty() ? (fingerprint().add(call).value() | 1u) : 0;
   const auto [lo, hi] = comm.allreduce_min_max(mine);
   if (lo == hi && lo != 0) return;
   const std::string text = str(problem.empty() ? '0' : '1', call, '\n', problem);

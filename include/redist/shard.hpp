@@ -15,7 +15,6 @@
 #include <queue>
 #include <span>
 #include <string>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -27,6 +26,7 @@
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/hash.hpp"
 
 namespace redist {
 
@@ -91,10 +91,8 @@ inline std::vector<shard_sizes> check_shard_specs(const char* who, std::span<con
   if (ranks < 1) fail(who, ": a communicator of ", ranks, " ranks");
   const auto n = static_cast<std::size_t>(ranks);
   std::vector<shard_sizes> sizes(specs.size());
-  std::vector<std::size_t> by_name(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const shard_spec& s = specs[i];
-    by_name[i] = i;
     if (size_of(s.type) == 0) fail(who, ": tensor '", s.name, "' has an unknown dtype");
     for (std::size_t d = 0; d < s.shape.size(); ++d) {
       if (s.shape[d] < 0)
@@ -132,20 +130,29 @@ inline std::vector<shard_sizes> check_shard_specs(const char* who, std::span<con
     sizes[i].per_rank = specs[i].shard_dim ? sizes[i].bytes / n : sizes[i].bytes;
     sizes[i].sent = sizes[i].per_rank * (n - 1);
   }
-  std::sort(by_name.begin(), by_name.end(), [&](std::size_t a, std::size_t b) {
-    return std::tie(specs[a].name, a) < std::tie(specs[b].name, b);
-  });
-  for (std::size_t i = 1; i < by_name.size(); ++i) {
-    if (specs[by_name[i - 1]].name == specs[by_name[i]].name) {
-      fail(who, ": tensor name '", specs[by_name[i]].name, "' appears twice (specs ", by_name[i - 1], " and ",
-           by_name[i], ")");
+  // Duplicate names: sorted by the names' fingerprints, equal names are neighbours. The first spec whose name
+  // an earlier one has is named, with that earlier one.
+  std::vector<std::pair<std::uint64_t, std::size_t>> by_hash(specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) by_hash[i] = {fingerprint().add(specs[i].name).value(), i};
+  std::sort(by_hash.begin(), by_hash.end());
+  std::size_t first = 0, again = SIZE_MAX;
+  for (std::size_t k = 1; k < by_hash.size(); ++k) {
+    const auto [h, i] = by_hash[k];
+    for (std::size_t j = k; j-- > 0 && by_hash[j].first == h;) {
+      if (specs[by_hash[j].second].name == specs[i].name && i < again) {
+        first = by_hash[j].second;
+        again = i;
+      }
     }
+  }
+  if (again != SIZE_MAX) {
+    fail(who, ": tensor name '", specs[again].name, "' appears twice (specs ", first, " and ", again, ")");
   }
   return sizes;
 }
 
-// Given owners stand; the others go, largest first (ties by name), each to the rank with the fewest bytes
-// so far (ties to the lowest rank), given ones counted.
+// Given owners stand; the others go, largest first (ties in spec order), each to the rank with the fewest
+// bytes so far (ties to the lowest rank), given ones counted.
 inline std::vector<int> choose_owners(std::span<const shard_spec> specs, std::span<const shard_sizes> sizes,
                                       int ranks) {
   std::vector<int> owners(specs.size(), -1);
@@ -159,10 +166,8 @@ inline std::vector<int> choose_owners(std::span<const shard_spec> specs, std::sp
       open.push_back(i);
     }
   }
-  std::sort(open.begin(), open.end(), [&](std::size_t a, std::size_t b) {
-    if (sizes[a].bytes != sizes[b].bytes) return sizes[a].bytes > sizes[b].bytes;
-    return std::tie(specs[a].name, a) < std::tie(specs[b].name, b);
-  });
+  std::stable_sort(open.begin(), open.end(),
+                   [&](std::size_t a, std::size_t b) { return sizes[a].bytes > sizes[b].bytes; });
   using entry = std::pair<std::size_t, int>;  // (bytes so far, rank): the smallest on top
   std::priority_queue<entry, std::vector<entry>, std::greater<>> least;
   for (int r = 0; r < ranks; ++r) least.emplace(load[static_cast<std::size_t>(r)], r);
@@ -231,26 +236,18 @@ inline shard_plan plan_shards(const char* who, std::span<const shard_spec> specs
   return plan;
 }
 
-// FNV-1a over everything the plan depends on; its top bit is left clear for shard_scatter's failure flag.
+// A fingerprint of everything the plan depends on; its top bit is left clear for shard_scatter's failure
+// flag.
 inline std::uint64_t shard_specs_hash(std::span<const shard_spec> specs, int ranks,
                                       const shard_options& options) {
-  std::uint64_t h = 14695981039346656037ull;
-  auto add = [&](std::uint64_t v) {
-    for (int b = 0; b < 8; ++b) h = (h ^ ((v >> (8 * b)) & 0xFFu)) * 1099511628211ull;
-  };
-  add(static_cast<std::uint64_t>(ranks));
-  add(options.max_batch_bytes);
-  add(specs.size());
+  fingerprint h;
+  h.add(static_cast<std::uint64_t>(ranks)).add(options.max_batch_bytes).add(specs.size());
   for (const shard_spec& s : specs) {
-    add(s.name.size());
-    for (const char c : s.name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-    add(static_cast<std::uint64_t>(s.type));
-    add(s.shape.size());
-    for (const std::int64_t e : s.shape) add(static_cast<std::uint64_t>(e));
-    add(s.shard_dim ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.shard_dim)) : ~0ull);
-    add(s.owner ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.owner)) : ~0ull);
+    h.add(s.name).add(static_cast<std::uint64_t>(s.type)).add_all(s.shape);
+    h.add(s.shard_dim ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.shard_dim)) : ~0ull);
+    h.add(s.owner ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.owner)) : ~0ull);
   }
-  return h >> 1;
+  return h.value() >> 1;
 }
 
 // Copies shard p of a tensor cut along `dim` into to[p] for every p: outer blocks of the dims before `dim`,

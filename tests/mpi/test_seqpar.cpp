@@ -26,6 +26,7 @@
 #include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
+#include "redist/detail/hash.hpp"
 #include "redist/seqpar.hpp"
 
 namespace {
@@ -634,7 +635,7 @@ using redist::test::outcome_of;
 // Collective: every rank caught a redist::error with the same message, containing every part.
 void check_agreed_error(const outcome& o, const redist::mpi_communicator& comm,
                         const std::vector<std::string>& parts) {
-  const std::uint64_t h = o.redist_error ? (redist::detail::seqpar::fnv1a(o.message) | 1u) : 0;
+  const std::uint64_t h = o.redist_error ? (redist::detail::fingerprint().add(o.message).value() | 1u) : 0;
   const std::uint64_t lo = comm.allreduce_min(h), hi = comm.allreduce_max(h);
   bool named = o.redist_error;
   for (const auto& p : parts) named = named && o.message.find(p) != std::string::npos;

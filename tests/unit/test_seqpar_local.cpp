@@ -14,6 +14,7 @@
 
 #include "error_of.hpp"
 #include "redist/comm/self.hpp"
+#include "redist/detail/hash.hpp"
 #include "redist/seqpar.hpp"
 #include "row_major.hpp"
 #include "splitmix.hpp"
@@ -286,7 +287,7 @@ namespace {
 struct scripted_agreement {
   std::vector<std::pair<std::string, std::string>> ranks;  // problem, call
   std::uint64_t key(std::size_t r) const {
-    return ranks[r].first.empty() ? (sp::fnv1a(ranks[r].second) | 1u) : 0;
+    return ranks[r].first.empty() ? (redist::detail::fingerprint().add(ranks[r].second).value() | 1u) : 0;
   }
   std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t) const {
     std::uint64_t lo = UINT64_MAX;

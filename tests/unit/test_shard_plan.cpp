@@ -58,7 +58,7 @@ std::vector<int> reference_owners(const std::vector<shard_spec>& specs, int rank
     for (std::size_t k = 1; k < open.size(); ++k) {
       const shard_spec& a = specs[open[k]];
       const shard_spec& b = specs[open[pick]];
-      if (bytes_of(a) > bytes_of(b) || (bytes_of(a) == bytes_of(b) && a.name < b.name)) pick = k;
+      if (bytes_of(a) > bytes_of(b)) pick = k;  // ties: the earliest spec, as open is in spec order
     }
     const std::size_t i = open[pick];
     open.erase(open.begin() + static_cast<std::ptrdiff_t>(pick));
@@ -128,17 +128,17 @@ std::vector<shard_spec> random_specs(std::mt19937_64& rng, int ranks, std::size_
 
 }  // namespace
 
-TEST_CASE("owners: largest first to the least loaded rank, ties by name and by lowest rank") {
+TEST_CASE("owners: largest first to the least loaded rank, ties in spec order and by lowest rank") {
   // 4 ranks. Bytes: a 400, b 400, c 256, d 100, e 100 (f32), f 0.
   const std::vector<shard_spec> specs = {
       replicated("e", dtype::f32, {25}),    sharded("b", dtype::f32, {100}, 0),
       sharded("a", dtype::i8, {4, 100}, 1), replicated("f", dtype::f64, {0, 3}),
       sharded("c", dtype::i64, {4, 8}, 0),  replicated("d", dtype::bf16, {50}),
   };
-  // a -> 0, b -> 1 (a tie broken by name), c -> 2, d -> 3 (before e, by name); ranks now hold 400, 400,
-  // 256, 100: e -> 3, and then f -> 3 too (200 < 256).
+  // b -> 0, a -> 1 (a tie broken by spec order), c -> 2, e -> 3 (before d, by spec order); ranks now hold
+  // 400, 400, 256, 100: d -> 3, and then f -> 3 too (200 < 256).
   const redist::shard_plan plan = plan_shards(specs, 4);
-  CHECK(plan.owners == std::vector<int>{3, 1, 0, 3, 2, 3});
+  CHECK(plan.owners == std::vector<int>{3, 0, 1, 3, 2, 3});
   CHECK(plan.owners == reference_owners(specs, 4));
 }
 

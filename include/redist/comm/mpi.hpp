@@ -24,6 +24,7 @@
 #include "redist/comm/communicator.hpp"
 #include "redist/core/error.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/hash.hpp"
 
 namespace redist {
 namespace detail {
@@ -549,12 +550,10 @@ class mpi_communicator {
   }
 
   // MPI_Comm_create_group's tag: the same on every member for the same rank tuple, and different tuples
-  // rarely share one, so concurrent creations do not cross. FNV-1a within 0..32767 (MPI_TAG_UB is at least
-  // 32767).
+  // rarely share one, so concurrent creations do not cross. A fingerprint within 0..32767 (MPI_TAG_UB is at
+  // least 32767).
   static int group_tag(std::span<const int> ranks) noexcept {
-    std::uint64_t hash = 14695981039346656037ull;
-    for (const int r : ranks) hash = (hash ^ static_cast<std::uint32_t>(r)) * 1099511628211ull;
-    return static_cast<int>(hash % 32768);
+    return static_cast<int>(detail::fingerprint().add_all(ranks).value() % 32768);
   }
 
   static std::size_t index(int p) noexcept { return static_cast<std::size_t>(p); }

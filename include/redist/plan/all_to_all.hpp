@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "redist/detail/hash.hpp"
 #include "redist/plan/request.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
@@ -26,9 +27,10 @@ class payload_table {
   std::uint32_t intern(all_to_all_step& a2a, int src, std::uint32_t key,
                        std::span<const std::uint32_t> positions, std::span<const std::uint32_t> list,
                        const storage_tracker& tracker) {
-    std::uint64_t h =
-        (static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 | key) * 0x9e3779b97f4a7c15ull;
-    for (auto p : positions) h = (h ^ list[p]) * 1099511628211ull;
+    fingerprint f;
+    f.add(static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 | key);
+    for (auto p : positions) f.add(list[p]);
+    const std::uint64_t h = f.value();
     for (auto [it, end] = index_.equal_range(h); it != end; ++it) {
       const auto& c = a2a.payloads[it->second];
       if (c.src == src && c.key == key && c.ids.size() == positions.size() &&

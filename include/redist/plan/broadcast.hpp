@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "redist/detail/hash.hpp"
 #include "redist/plan/request.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
@@ -50,9 +51,7 @@ inline int pick_source(std::span<const int> holders, std::span<const int> target
 // Hashes a target set, to intern it: a tree of 100k sets would cost a cache miss per level on every lookup.
 struct rank_set_hash {
   std::size_t operator()(const std::vector<int>& set) const noexcept {
-    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-    for (int r : set) h = (h ^ static_cast<std::uint32_t>(r)) * 1099511628211ull;
-    return static_cast<std::size_t>(h);
+    return static_cast<std::size_t>(fingerprint().add_all(set).value());
   }
 };
 

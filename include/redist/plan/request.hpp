@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "redist/core/error.hpp"
+#include "redist/detail/hash.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 
@@ -78,8 +79,7 @@ inline resolved_request resolve_request(const char* who, const storage_tracker& 
   for (std::size_t rank = 0; rank < wants.size(); ++rank) {
     const id_list& w = wants[rank];
     if (w.empty()) continue;
-    std::uint64_t h = 1469598103934665603ull;
-    for (sample_id id : w) h = (h ^ id) * 1099511628211ull;
+    const std::uint64_t h = fingerprint().add_all(w).value();
     std::uint32_t found = resolved_request::none;
     for (auto [it, end] = by_hash.equal_range(h); it != end; ++it)
       if (*originals[it->second] == w) found = it->second;
