@@ -44,7 +44,7 @@ struct shard_options {
   // tensors it owns excluded). Tensors join a batch in spec order while every rank stays within it; a tensor
   // that alone exceeds it is a batch of its own. shard_scatter packs one batch while the previous one moves,
   // so its send staging peaks at about twice this (two batches). It receives in place, but for shards under
-  // 4 KiB, which it stages too (twice what such shards of a batch take, at most twice this again).
+  // 64 KiB, which it stages too (twice what such shards of a batch take, at most twice this again).
   std::size_t max_batch_bytes = std::size_t{64} << 20;
   // Staging memory from the caller, at least shard_workspace_bytes(...) bytes, reused from call to call
   // (fresh memory costs page faults that can cost more than the copies). Empty: shard_scatter allocates
@@ -288,10 +288,11 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
 // The smallest piece of a batch that a rank receives straight into its result; smaller ones land in staging
 // and are copied out after the wait. In place saves staging (page faults when it is fresh) and a copy, but
 // MPI then moves a derived datatype block by block (Open MPI 4.1: through its copy-in/copy-out pipeline, not
-// the single copy of a contiguous message), so the smallest pieces are staged to keep the datatypes short.
-// Each rank decides for its own receive side alone, so the value need not agree between ranks; tests and
-// the benchmark change it.
-inline std::size_t shard_direct_min = 4096;
+// the single copy of a contiguous message), and a source whose pieces are all staged needs no datatype (three
+// MPI calls fewer). Measured with bench_shard at 2 and 4 ranks: 64 KiB was as fast as 4 KiB on a 316 MB model
+// (its large shards still land in place) and left the 4.3 MB model without datatypes. Each rank decides for
+// its own receive side alone, so the value need not agree between ranks; tests and the benchmark change it.
+inline std::size_t shard_direct_min = std::size_t{64} << 10;
 
 // A piece of what a rank receives from one owner in a batch: a tensor's shard (or copy), or the flag.
 struct shard_piece {
@@ -635,7 +636,7 @@ class shard_run {
 // moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b moves. A
 // batch in which no byte crosses ranks is not exchanged, unless it is the last, which also carries every
 // rank's success flag. A replicated tensor travels as size() - 1 copies from its owner (keep large tensors
-// sharded). Each rank receives the shards (or copies) of 4 KiB or more straight into its results, through
+// sharded). Each rank receives the shards (or copies) of 64 KiB or more straight into its results, through
 // one derived datatype per source; smaller ones land in staging and are copied once more.
 //
 // Errors, the same redist::error on every rank, before any data moves: specs that differ between ranks (the
