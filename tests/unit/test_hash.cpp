@@ -18,7 +18,8 @@ TEST_CASE("fingerprint: the values of the definition") {
   CHECK(fingerprint().add(1).add(2).add(3).value() == 0xd0aa6218672cf5abull);
   CHECK(fingerprint().add_all(std::vector<int>{-1}).value() == fingerprint().add(~0ull).add(1).value());
   CHECK(fingerprint().add(~0ull).value() == 0x509c41b379fe466eull);
-  static_assert(fingerprint().add("ab").value() == fingerprint().add(std::string("ab")).value());
+  CHECK(fingerprint().add("ab").value() == fingerprint().add(std::string("ab")).value());
+  static_assert(fingerprint().add("ab").add(7).value() != fingerprint().add("ab").value());  // constexpr
 }
 
 TEST_CASE("fingerprint: strings are words then a length, ranges values then a count") {
