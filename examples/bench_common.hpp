@@ -141,19 +141,22 @@ enum class method_order {
              // caches
 };
 
-// Warm-up, then timed iterations; in each every method runs once after a barrier and its time is the max over
-// ranks. Interleaving spreads background load over all methods alike. Returns each method's median.
+// Warm-up, then timed iterations; in each every method runs `calls` times in a row after a barrier, and its
+// time per call is the max over ranks divided by calls (a loop of short calls, as a model's layers make them,
+// is timed whole: the ranks' skew leaving the barrier is not charged to one call). Interleaving spreads
+// background load over all methods alike. Returns each method's median.
 template <std::size_t N>
 std::array<double, N> time_medians(int warmup, int iters, MPI_Comm comm,
-                                   const std::array<std::function<void()>, N>& fs, method_order order) {
+                                   const std::array<std::function<void()>, N>& fs, method_order order,
+                                   int calls = 1) {
   std::array<std::vector<double>, N> times;
   for (int i = 0; i < warmup + iters; ++i)
     for (std::size_t k = 0; k < N; ++k) {
       const std::size_t m = order == method_order::rotating ? (k + static_cast<std::size_t>(i)) % N : k;
       MPI_Barrier(comm);
       const double t0 = MPI_Wtime();
-      fs[m]();
-      const double t = max_over_ranks(MPI_Wtime() - t0, comm);
+      for (int c = 0; c < calls; ++c) fs[m]();
+      const double t = max_over_ranks(MPI_Wtime() - t0, comm) / calls;
       if (i >= warmup) times[m].push_back(t);
     }
   std::array<double, N> out{};

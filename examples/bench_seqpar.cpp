@@ -5,7 +5,8 @@
 //   heads<-seq  x [P * tokens, 32 / P, 128], scatter seq (dim 0), gather heads (dim 1):
 //   gather_heads_scatter_seq.
 //               The sender sends x in place, the receiver unpacks.
-// Five methods, each run after a barrier, time = max over ranks, median over iterations, interleaved:
+// Five methods, each run after a barrier, time = max over ranks, median over iterations, interleaved (under 4
+// MiB per rank, a sample is a loop of calls moving 4 MiB, timed per call: see calls_per_sample):
 //   seqpar        redist::seqpar::all_to_all(x, scatter, gather, comm): agreement (one allreduce), a new
 //                 output and staging buffer, pack or unpack, one alltoall.
 //   hand          what a user writes for the same transform, as a function returning a new tensor: a new
@@ -201,6 +202,13 @@ host_tensor hand_written(const direction& d, const host_tensor& x, std::int64_t 
 
 }  // namespace
 
+// A small exchange is timed as a loop of calls moving 4 MiB per rank in all, per call: one call of 64 KiB
+// lasts a few microseconds, as long as the ranks' skew leaving the barrier before it.
+int calls_per_sample(std::size_t bytes_per_rank) {
+  constexpr std::size_t loop_bytes = std::size_t{4} << 20;
+  return static_cast<int>(std::max<std::size_t>(1, loop_bytes / std::max<std::size_t>(1, bytes_per_rank)));
+}
+
 // glibc maps a large block afresh or carves it from its heap depending on the blocks freed before (its mmap
 // threshold moves), and where heap blocks land depends on every allocation made in between: a method that
 // allocates per call paid page faults in one run and not in the next, or after one method and not another
@@ -235,7 +243,9 @@ int main(int argc, char** argv) {
     MPI_Comm world = comm.native();  // the same processes; the MPI baselines run on the same duplicate
     say(me,
         "# bench_seqpar: %d ranks, bf16, %lld heads x %lld dim (%zu bytes per token), %d warm-up + %d timed "
-        "iterations, median of the max over ranks%s\n",
+        "iterations, median of the max over ranks (under 4 MiB per rank: of a loop of calls moving 4 MiB, "
+        "per "
+        "call)%s\n",
         P, static_cast<long long>(heads), static_cast<long long>(dim), token_bytes, c.warmup, c.iters,
         c.check ? ", every byte checked" : "");
     say(me, "# allocator: %s\n", allocator);
@@ -282,8 +292,8 @@ int main(int argc, char** argv) {
             }};
         // Rotating the order: no method always runs after the same one (whose cache and heap state it
         // inherits).
-        const auto t = redist::bench::time_medians<methods>(c.warmup, c.iters, world, run,
-                                                            redist::bench::method_order::rotating);
+        const auto t = redist::bench::time_medians<methods>(
+            c.warmup, c.iters, world, run, redist::bench::method_order::rotating, calls_per_sample(bytes));
         // Each method's result from its last timed run; bare's receive buffer is seq<-heads' output only.
         std::array<long long, methods> wrong;
         wrong.fill(-1);
