@@ -74,7 +74,6 @@ enum call : std::size_t {
   c_first_local,
   c_request_free = c_first_local,
   c_get_count,
-  c_get_address,
   c_type_create_hindexed,
   c_type_commit,
   c_type_free,
@@ -115,7 +114,6 @@ constexpr std::array<const char*, c_calls> call_names = {"MPI_Scatter",
                                                          "MPI_Comm_free",
                                                          "MPI_Request_free",
                                                          "MPI_Get_count",
-                                                         "MPI_Get_address",
                                                          "MPI_Type_create_hindexed",
                                                          "MPI_Type_commit",
                                                          "MPI_Type_free",
@@ -239,10 +237,6 @@ int MPI_Request_free(MPI_Request* r) {
 int MPI_Get_count(const MPI_Status* s, MPI_Datatype t, int* n) {
   note(c_get_count);
   return PMPI_Get_count(s, t, n);
-}
-int MPI_Get_address(const void* p, MPI_Aint* a) {
-  note(c_get_address);
-  return PMPI_Get_address(p, a);
 }
 int MPI_Type_create_hindexed(int n, const int lengths[], const MPI_Aint displs[], MPI_Datatype old,
                              MPI_Datatype* t) {

@@ -62,14 +62,14 @@ void for_each_chunk(std::size_t bytes, Fn&& fn) {
   } while (offset < bytes);
 }
 
-// Appends [at, at + bytes) to a datatype's block list in blocks of at most max_count() bytes; a piece that
-// starts where the last block ends extends it.
+// Appends [at, at + bytes) (at: a distance from the buffer MPI is given) to a datatype's block list in blocks
+// of at most max_count() bytes; a piece that starts where the last block ends extends it.
 inline void append_blocks(MPI_Aint at, std::size_t bytes, std::vector<int>& lengths,
                           std::vector<MPI_Aint>& displs) {
   for_each_chunk(bytes, [&](std::size_t offset, int n) {
-    const MPI_Aint start = MPI_Aint_add(at, static_cast<MPI_Aint>(offset));
+    const MPI_Aint start = at + static_cast<MPI_Aint>(offset);
     if (n == 0) return;
-    if (!lengths.empty() && MPI_Aint_add(displs.back(), lengths.back()) == start &&
+    if (!lengths.empty() && displs.back() + lengths.back() == start &&
         static_cast<std::size_t>(lengths.back()) + static_cast<std::size_t>(n) <= max_count()) {
       lengths.back() += n;
       return;
@@ -356,7 +356,7 @@ class mpi_communicator {
 
   // alltoallv's exchange, started: send[send_displs[p], +send_counts[p]) goes to rank p, what rank p sends
   // lands at recv[recv_displs[p], ...). One MPI_Ialltoallw: MPI_BYTE blocks when each side's blocks lie
-  // within max_count() bytes of its lowest one, else a hindexed datatype per rank over absolute addresses.
+  // within max_count() bytes of its lowest one, else a hindexed datatype per rank over distances from it.
   [[nodiscard]] mpi_request ialltoallv(std::span<const std::byte> send,
                                        std::span<const std::size_t> send_counts,
                                        std::span<const std::size_t> send_displs, std::span<std::byte> recv,
@@ -379,7 +379,7 @@ class mpi_communicator {
   // alltoall_segments' exchange, started: the pieces send[p] lists, in order, go to rank p; the bytes from
   // rank p fill the pieces recv[p] lists, in order (their total is what rank p sends). Nothing is packed
   // (the request would have to unpack at its wait): one MPI_Ialltoallw, a peer's single piece as MPI_BYTE
-  // blocks, a peer's several pieces as one hindexed datatype over absolute addresses, blocks split at
+  // blocks, a peer's several pieces as one hindexed datatype (distances from a side's lowest piece), split at
   // max_count(); each side decides alone. A datatype costs three local MPI calls per peer and is moved
   // block by block: Open MPI 4.1 receives into one through its copy-in/copy-out pipeline, where a contiguous
   // message between the processes of a node takes a single copy. With many small pieces, packing them (or
@@ -624,7 +624,7 @@ class mpi_communicator {
   // One MPI_Alltoallw: the pieces from_me(p) lists go to rank p, the bytes from rank p fill the pieces
   // to_me(p) lists. Each side decides alone (the other ranks need not know): MPI_BYTE counts and
   // displacements when every rank's bytes are one block within INT_MAX bytes of the side's lowest address,
-  // else one hindexed datatype per rank over absolute addresses (MPI_BOTTOM), blocks split at INT_MAX. Always
+  // else one hindexed datatype per rank over distances from that address, blocks split at INT_MAX. Always
   // MPI_Alltoallw, never MPI_Alltoallv where a rank could: every rank must make the same call.
   template <class FromMe, class ToMe>
   void exchange(FromMe from_me, ToMe to_me) const {
@@ -672,10 +672,8 @@ class mpi_communicator {
       }
       return low;
     }
-    // One MPI_Get_address, of the lowest piece; the others lie their distance from it further on (not one
-    // call per piece: a side may have thousands).
-    MPI_Aint base = 0;
-    detail::mpi_check(MPI_Get_address(low, &base), "MPI_Get_address");
+    // Displacements are distances from the lowest piece, the buffer MPI is given, as in the lean case: no
+    // MPI_Get_address, which an MPI_BOTTOM-based datatype would need.
     std::vector<int> lengths;
     std::vector<MPI_Aint> addresses;
     for (int p = 0; p < size_; ++p) {
@@ -684,13 +682,13 @@ class mpi_communicator {
       for (const auto& s : pieces_of(p)) {
         if (s.bytes == 0) continue;
         const auto distance = static_cast<MPI_Aint>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
-        detail::append_blocks(MPI_Aint_add(base, distance), s.bytes, lengths, addresses);
+        detail::append_blocks(distance, s.bytes, lengths, addresses);
       }
       if (lengths.empty()) continue;
       types[p] = owned.hindexed(lengths, addresses);
       counts[p] = 1;
     }
-    return MPI_BOTTOM;
+    return low;
   }
 
   detail::mpi_comm_owner comm_;  // declared first, destroyed last: after the sub-groups made from it
