@@ -714,7 +714,9 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
 // Cost: one allreduce (agreement), one allgatherv of the schemas (encode_schema), then per rank with any
 // bytes one comm.ibroadcast of its tensors as one buffer: a single tensor is sent from and received into the
 // tensor itself, several are packed into (and unpacked from) one of two buffers that alternate. Step k + 1's
-// broadcast is started before use(k) runs, so its transfer overlaps the use of step k's data.
+// broadcast is started before use(k) runs, so its transfer overlaps the use of step k's data where the
+// transport moves data by itself (an MPI without a progress thread may move a large message only inside
+// MPI calls, that is at the next step's wait).
 //
 // If use throws on a rank, that rank still takes part in every remaining broadcast (calling use no more) and
 // then rethrows, so the other ranks do not hang. Collective; throws redist::error (on every rank, before any
