@@ -212,7 +212,7 @@ int calls_per_sample(std::size_t bytes_per_rank) {
 // glibc maps a large block afresh or carves it from its heap depending on the blocks freed before (its mmap
 // threshold moves), and where heap blocks land depends on every allocation made in between: a method that
 // allocates per call paid page faults in one run and not in the next, or after one method and not another
-// (the same code measured 1x, 3x or 6x). The threshold is fixed instead, so every block of 128 KiB or more is
+// (the same code measured 1x to 10x). The threshold is fixed instead, so every block of 128 KiB or more is
 // mapped afresh on every allocation: each allocating method pays the page faults of fresh memory, every call,
 // whatever ran before it (what kept buffers spare). --system-malloc: glibc as configured. Returns which.
 const char* fresh_allocator(bool system_malloc) {
@@ -243,9 +243,7 @@ int main(int argc, char** argv) {
     MPI_Comm world = comm.native();  // the same processes; the MPI baselines run on the same duplicate
     say(me,
         "# bench_seqpar: %d ranks, bf16, %lld heads x %lld dim (%zu bytes per token), %d warm-up + %d timed "
-        "iterations, median of the max over ranks (under 4 MiB per rank: of a loop of calls moving 4 MiB, "
-        "per "
-        "call)%s\n",
+        "iterations, median of the max over ranks (below 4 MiB per rank: per call, in loops of 4 MiB)%s\n",
         P, static_cast<long long>(heads), static_cast<long long>(dim), token_bytes, c.warmup, c.iters,
         c.check ? ", every byte checked" : "");
     say(me, "# allocator: %s\n", allocator);
