@@ -67,7 +67,9 @@
 //
 // Bad input (dims out of range, extents that do not divide, tensors or arguments that differ between ranks)
 // is one redist::error, the same on every rank, raised before any byte moves; the communicator stays usable.
-// (slice_inputs communicates nothing: it throws on the ranks whose arguments are bad.)
+// So is a rank that cannot allocate an exchange's output or staging: both are allocated before the agreement.
+// (slice_inputs communicates nothing: it throws on the ranks whose arguments are bad. rotating_broadcast
+// allocates each received tree at its step: a rank that cannot is not recovered, as in dispatch.)
 namespace redist::seqpar {
 
 // A staging buffer kept between calls. Each exchange that packs or unpacks needs one as large as the data;
@@ -338,20 +340,46 @@ inline void unpack(const a2a_layout& l, const std::byte* recv, std::byte* out) n
   }
 }
 
+// The staging an exchange packs into or receives into: none when x is sent and the output received in place.
+inline std::size_t staging_bytes(const a2a_layout& l) noexcept {
+  const std::size_t total = l.block * l.ranks;
+  return (l.send_in_place ? 0 : total) + (l.recv_in_place ? 0 : total);
+}
+
+// The staging for layout l: from ws when given (kept between calls), else one plain new[] held by `own` for
+// the call, not a page-aligned workspace: glibc serves a block of the size just freed from its heap, and the
+// aligned request, a page larger, misses the freed blocks and lands on fresh pages (a loop of 16 MiB calls
+// faulted 1.8 buffers' pages per call that way, 0.8 with new[]).
+inline std::byte* reserve_staging(const a2a_layout& l, redist::seqpar::workspace* ws,
+                                  std::unique_ptr<std::byte[]>& own) {
+  const std::size_t bytes = staging_bytes(l);
+  if (bytes == 0) return nullptr;
+  if (ws != nullptr) return ws->reserve(bytes);
+  own.reset(new std::byte[bytes]);
+  return own.get();
+}
+
+// Runs allocate (a call's output and staging) among the checks before the agreement, so that a rank that
+// cannot allocate makes every rank throw instead of leaving the others in the exchange: what allocate
+// throws (std::bad_alloc, or whatever a tensor type's allocate throws) becomes this rank's redist::error.
+template <class F>
+void allocate_before_agreeing(const char* who, int rank, F&& allocate) {
+  try {
+    allocate();
+  } catch (const error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(who, ": rank ", rank, " could not allocate its output and staging: ", e.what());
+  }
+}
+
 // One comm.alltoall of equal blocks, from x itself or a packed buffer, into the output itself or a buffer
-// unpacked afterwards; the buffers come from ws when given. Without ws they are one plain new[], not a
-// page-aligned workspace: glibc serves a block of the size just freed from its heap, and the aligned
-// request, a page larger, misses the freed blocks and lands on fresh pages (a loop of 16 MiB calls faulted
-// 1.8 buffers' pages per call that way, 0.8 with new[]).
+// unpacked afterwards; staging holds staging_bytes(l) bytes (see reserve_staging).
 template <class Comm>
-void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm,
-              redist::seqpar::workspace* ws) {
+void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm, std::byte* staging) {
   if (l.block == 0) return;  // every rank agreed on the shape: every rank skips
   const std::size_t total = l.block * l.ranks;
-  const std::size_t staging = (l.send_in_place ? 0 : total) + (l.recv_in_place ? 0 : total);
-  std::unique_ptr<std::byte[]> for_this_call;
-  if (staging != 0 && ws == nullptr) for_this_call.reset(new std::byte[staging]);
-  std::byte* buffer = ws != nullptr && staging != 0 ? ws->reserve(staging) : for_this_call.get();
+  std::byte* buffer = staging;
   const std::byte* send = x;
   if (!l.send_in_place) {
     pack(l, x, buffer);
@@ -428,10 +456,17 @@ template <class Out, class In, class Comm, class Make>
 Out run_exchange(const char* who, const In& x, const Comm& comm, const std::string& extra, Make make,
                  redist::seqpar::workspace* ws) {
   require_host_tensor<Out>();
-  const a2a_layout l = agreed_layout(who, x, comm, extra, make, [](const a2a_layout&) {});
-  Out out = allocate<Out>(tensor_traits<In>::dtype(x), l.out);
-  exchange(l, bytes_of(x), bytes_of(out), comm, ws);
-  return out;
+  std::optional<Out> out;
+  std::unique_ptr<std::byte[]> own;
+  std::byte* staging = nullptr;
+  const a2a_layout l = agreed_layout(who, x, comm, extra, make, [&](const a2a_layout& lay) {
+    allocate_before_agreeing(who, comm.rank(), [&] {
+      out.emplace(allocate<Out>(tensor_traits<In>::dtype(x), lay.out));
+      staging = reserve_staging(lay, ws, own);
+    });
+  });
+  exchange(l, bytes_of(x), bytes_of(*out), comm, staging);
+  return std::move(*out);
 }
 
 // Throws unless out can receive the exchange: x's dtype, the layout's output shape, contiguous, and apart
@@ -485,7 +520,7 @@ namespace redist::seqpar {
 // given (see workspace), else it is allocated for the call.
 // Collective. Costs one allreduce (agreement on dtype, shape and dims) and one comm.alltoall.
 // Throws redist::error on every rank when a dim is out of range, x.shape[scatter_dim] is not divisible by the
-// ranks, or the ranks' dtypes, shapes or dims differ.
+// ranks, the ranks' dtypes, shapes or dims differ, or a rank cannot allocate its output or staging.
 template <class Out = void, tensor_like In, communicator Comm>
 detail::seqpar::output_t<Out, In> all_to_all(const In& x, int scatter_dim, int gather_dim, const Comm& comm,
                                              workspace* ws = nullptr) {
@@ -505,11 +540,15 @@ void all_to_all_into(const In& x, int scatter_dim, int gather_dim, Out& out, con
   namespace sp = detail::seqpar;
   sp::require_host_tensor<Out>();
   constexpr const char* who = "redist::seqpar::all_to_all_into";
-  const sp::a2a_layout l =
-      sp::agreed_layout(who, x, comm, sp::all_to_all_args(x, scatter_dim, gather_dim),
-                        sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()),
-                        [&](const sp::a2a_layout& lay) { sp::check_output(who, x, out, lay); });
-  sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, ws);
+  std::unique_ptr<std::byte[]> own;
+  std::byte* staging = nullptr;
+  const sp::a2a_layout l = sp::agreed_layout(
+      who, x, comm, sp::all_to_all_args(x, scatter_dim, gather_dim),
+      sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()), [&](const sp::a2a_layout& lay) {
+        sp::check_output(who, x, out, lay);
+        sp::allocate_before_agreeing(who, comm.rank(), [&] { staging = sp::reserve_staging(lay, ws, own); });
+      });
+  sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, staging);
 }
 
 // This rank's slice of x along dim: rows [r * unit, (r + 1) * unit) of x zero-padded at the end of dim to
@@ -553,34 +592,37 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
   const dtype type = tensor_traits<In>::dtype(x);
   const std::size_t elem = size_of(type);
   const std::int64_t P = comm.size();
-  std::size_t d = 0;
-  sp::shape_t out_shape;
+  const auto n = static_cast<std::size_t>(P);
+  std::size_t outer = 0, rows = 0, inner = 0;
+  const auto keep_rows = static_cast<std::size_t>(unpadded_size);
+  std::optional<Result> out;
+  std::unique_ptr<std::byte[]> scratch;  // the padding rows received, dropped
   const std::string problem = detail::problem_of([&] {
     sp::check_contiguous(who, "x", x);
-    d = sp::dim_index(who, "dim", dim, shape.size());
+    const std::size_t d = sp::dim_index(who, "dim", dim, shape.size());
     sp::check_unpadded(who, "unpadded_size", unpadded_size, shape[d] * P, P);
-    out_shape = shape;
+    sp::shape_t out_shape = shape;
     out_shape[d] = unpadded_size;
     (void)detail::dense_bytes(type, out_shape, who);
+    outer = sp::product(shape, 0, d);
+    rows = static_cast<std::size_t>(shape[d]);
+    inner = sp::product(shape, d + 1, shape.size()) * elem;
+    sp::allocate_before_agreeing(who, comm.rank(), [&] {
+      out.emplace(sp::allocate<Result>(type, out_shape));
+      scratch.reset(new std::byte[outer * (rows * n - keep_rows) * inner + 1]);
+    });
   });
   sp::agree_on_call(comm, who, problem,
                     sp::str(name(type), ' ', sp::shape_text(shape), ", dim ",
                             sp::normalized(dim, shape.size()), ", unpadded_size ", unpadded_size));
-  Result out = sp::allocate<Result>(type, out_shape);
-  const std::size_t outer = sp::product(shape, 0, d);
-  const auto rows = static_cast<std::size_t>(shape[d]);
-  const auto keep_rows = static_cast<std::size_t>(unpadded_size);
-  const std::size_t inner = sp::product(shape, d + 1, shape.size()) * elem;
   const std::size_t mine = outer * rows * inner;
-  if (mine == 0) return out;  // the same shape everywhere: every rank skips
+  if (mine == 0) return std::move(*out);  // the same shape everywhere: every rank skips
   // Every rank sends all of x to every rank; the rows of rank i land at [i * rows, ...) of each outer index,
   // those beyond unpadded_size in a scratch area of their own (segments must not overlap).
-  const auto n = static_cast<std::size_t>(P);
   std::vector<std::vector<const_segment>> send(n, std::vector<const_segment>{{sp::bytes_of(x), mine}});
   std::vector<std::vector<segment>> recv(n);
-  std::unique_ptr<std::byte[]> scratch(new std::byte[outer * (rows * n - keep_rows) * inner + 1]);
   std::byte* spare = scratch.get();
-  std::byte* at = sp::bytes_of(out);
+  std::byte* at = sp::bytes_of(*out);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t first = i * rows;
     const std::size_t keep = first >= keep_rows ? 0 : std::min(rows, keep_rows - first);
@@ -594,7 +636,7 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
   }
   comm.alltoall_segments(std::span<const std::vector<const_segment>>(send),
                          std::span<const std::vector<segment>>(recv));
-  return out;
+  return std::move(*out);
 }
 
 // all_to_all(x, head_dim, seq_dim): every rank's sequence, rank r's heads [r * H / P, (r + 1) * H / P).
@@ -676,7 +718,9 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
   const dtype type = tensor_traits<In>::dtype(qkv);
   const std::int64_t P = comm.size();
   sp::a2a_layout l;
-  sp::shape_t out_shape;
+  std::optional<Result> out;
+  std::unique_ptr<std::byte[]> own;
+  std::byte* staging = nullptr;
   const std::string problem = detail::problem_of([&] {
     sp::check_contiguous(who, "qkv", qkv);
     const std::size_t sd = sp::dim_index(who, "seq_dim", seq_dim, shape.size());
@@ -699,16 +743,19 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
     split.push_back(fused / 3);
     l = sp::make_layout(who, split, size_of(type), last + 1, sd, static_cast<std::size_t>(P), fused / 3,
                         unpadded_seq_len.value_or(gathered));
-    out_shape.assign(l.out.begin(), l.out.end() - 1);
+    sp::shape_t out_shape(l.out.begin(), l.out.end() - 1);
     out_shape.back() = 3 * (fused / 3 / P);
+    sp::allocate_before_agreeing(who, comm.rank(), [&] {
+      out.emplace(sp::allocate<Result>(type, out_shape));
+      staging = sp::reserve_staging(l, ws, own);
+    });
   });
   sp::agree_on_call(
       comm, who, problem,
       sp::str(name(type), ' ', sp::shape_text(shape), ", seq_dim ", sp::normalized(seq_dim, shape.size()),
               ", unpadded_seq_len ", unpadded_seq_len ? std::to_string(*unpadded_seq_len) : "none"));
-  Result out = sp::allocate<Result>(type, out_shape);
-  sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(out), comm, ws);
-  return out;
+  sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging);
+  return std::move(*out);
 }
 
 // Each rank in turn broadcasts its own tree of tensors `mine` (structure, names, dtypes and shapes may differ
@@ -723,8 +770,9 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
 // MPI calls, that is at the next step's wait).
 //
 // If use throws on a rank, that rank still takes part in every remaining broadcast (calling use no more) and
-// then rethrows, so the other ranks do not hang. Collective; throws redist::error (on every rank, before any
-// byte moves) when a tensor of any rank's `mine` is not contiguous or its size overflows.
+// then rethrows, so the other ranks do not hang. A rank that cannot allocate a received tree (std::bad_alloc)
+// is not recovered: the others would wait for it in the broadcast. Collective; throws redist::error (on every
+// rank, before any byte moves) when a tensor of any rank's `mine` is not contiguous or its size overflows.
 template <allocatable_tensor Tensor, communicator Comm, std::invocable<int, const nested<Tensor>&> Use>
 void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use) {
   namespace sp = detail::seqpar;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <random>
 #include <span>
@@ -28,6 +29,30 @@
 #include "redist/comm/mpi.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/seqpar.hpp"
+
+namespace {
+
+// A host tensor whose allocate throws std::bad_alloc while `refuse` is set: a rank that cannot allocate.
+struct refusing_tensor {
+  static inline bool refuse = false;
+  redist::host_tensor t;
+};
+
+}  // namespace
+
+template <>
+struct redist::tensor_traits<refusing_tensor> {
+  static constexpr memory_space space = memory_space::host;
+  static void* data(refusing_tensor& r) noexcept { return r.t.data(); }
+  static const void* data(const refusing_tensor& r) noexcept { return r.t.data(); }
+  static redist::dtype dtype(const refusing_tensor& r) noexcept { return r.t.dtype(); }
+  static std::size_t rank(const refusing_tensor& r) noexcept { return r.t.rank(); }
+  static std::int64_t extent(const refusing_tensor& r, std::size_t d) { return r.t.extent(d); }
+  static refusing_tensor allocate(redist::dtype t, std::span<const std::int64_t> shape) {
+    if (refusing_tensor::refuse) throw std::bad_alloc();
+    return {redist::host_tensor::uninitialized(t, {shape.begin(), shape.end()})};
+  }
+};
 
 namespace {
 
@@ -706,6 +731,29 @@ TEST_CASE("errors: dims out of range on one rank") {
   check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(x, 1, 5, comm); }), comm,
                      {"redist::seqpar::gather_heads_scatter_seq: seq_dim 5 is out of range"});
   check_still_works(comm);
+}
+
+TEST_CASE("errors: a rank that cannot allocate its output, before any byte moves") {
+  on_each_comm([&](const redist::mpi_communicator& comm, const char*) {
+    const int P = comm.size();
+    for (int bad : bad_ranks(P)) {
+      const std::vector<std::string> parts{"rank " + std::to_string(bad) + " could not allocate its output"};
+      refusing_tensor::refuse = comm.rank() == bad;
+      const host_tensor x = filled(dtype::bf16, {2 * P, 3}, 1, 0);
+      check_agreed_error(
+          outcome_of([&] { (void)redist::seqpar::all_to_all<refusing_tensor>(x, 0, 1, comm); }), comm, parts);
+      check_agreed_error(
+          outcome_of([&] { (void)redist::seqpar::gather_outputs<refusing_tensor>(x, 1, 3 * P, comm); }), comm,
+          parts);
+      const host_tensor qkv = filled(dtype::bf16, {2, 3 * P}, 1, 0);
+      check_agreed_error(outcome_of([&] {
+                           (void)redist::seqpar::gather_seq_scatter_heads_qkv<refusing_tensor>(qkv, 0, comm);
+                         }),
+                         comm, parts);
+      refusing_tensor::refuse = false;
+      check_still_works(comm);
+    }
+  });
 }
 
 TEST_CASE("errors: shapes, dtypes or arguments that differ on one rank") {
