@@ -316,7 +316,8 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
 // else changes. Before any byte moves, every rank checks its share and the ranks agree (two allreduces: the
 // outcome, and the minimum and maximum of a plan fingerprint): any rank's problem becomes the same
 // redist::error on every rank, with every store unchanged. Policies replace the default policy of their
-// step_type.
+// step_type. A rank that cannot allocate (std::bad_alloc) once data moves, a received tensor or staging, is
+// not recovered: its peers would wait for it, as MPI would; the staging budget bounds what it allocates.
 template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
