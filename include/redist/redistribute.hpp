@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -245,11 +246,14 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
 namespace detail {
 
 // The checks and agreement of redistribute(), then the steps. With `out`, arriving pairs it wants land there.
+// `earlier`: this rank's problem found before (empty when none), agreed with the checks'.
 template <class Staging, class... Policies, class Comm, class Tensor>
 void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
-             const redistribute_options& opts, sequence_batch<Tensor>* out, bool compare_plans) {
+             const redistribute_options& opts, sequence_batch<Tensor>* out, bool compare_plans,
+             const std::string& earlier = {}) {
   std::string problem =
       problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+  if (problem.empty()) problem = earlier;
   if (compare_plans) {
     const auto h = plan_hash(p);
     if (const auto [lo, hi] = comm.allreduce_min_max(h); lo != hi)
@@ -317,7 +321,8 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
 // outcome, and the minimum and maximum of a plan fingerprint): any rank's problem becomes the same
 // redist::error on every rank, with every store unchanged. Policies replace the default policy of their
 // step_type. A rank that cannot allocate (std::bad_alloc) once data moves, a received tensor or staging, is
-// not recovered: its peers would wait for it, as MPI would; the staging budget bounds what it allocates.
+// not recovered: its peers would wait for it, as MPI would; the staging budget bounds what it allocates. (The
+// one-call form allocates its result before the agreement: a failure there is agreed like any problem.)
 template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
@@ -380,10 +385,21 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
 
   sample_store<Tensor> store;
   store.borrow(local);  // no copy of this rank's samples
-  // Received samples land in their final places; what this rank held is copied in once at the end.
-  auto out = detail::make_output<Tensor>(cat, wanted, keys, metas);
-  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, &out, false);
-  return out;
+  // Received samples land in their final places; what this rank held is copied in once at the end. A rank
+  // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
+  std::optional<sequence_batch<Tensor>> out;
+  std::string problem_here;
+  try {
+    out.emplace(detail::make_output<Tensor>(cat, wanted, keys, metas));
+  } catch (const error& e) {
+    problem_here = e.what();
+  } catch (const std::exception& e) {
+    problem_here = "redist::redistribute: rank " + std::to_string(comm.rank()) +
+                   " could not allocate its result: " + e.what();
+  }
+  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, false,
+                                        problem_here);
+  return std::move(*out);
 }
 
 }  // namespace redist
