@@ -369,7 +369,7 @@ void allocate_before_agreeing(const char* who, int rank, F&& allocate) {
   } catch (const error&) {
     throw;
   } catch (const std::exception& e) {
-    fail(who, ": rank ", rank, " could not allocate its output and staging: ", e.what());
+    fail(who, ": rank ", rank, " could not allocate its output or staging: ", e.what());
   }
 }
 
