@@ -388,15 +388,10 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
   // Received samples land in their final places; what this rank held is copied in once at the end. A rank
   // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
   std::optional<sequence_batch<Tensor>> out;
-  std::string problem_here;
-  try {
-    out.emplace(detail::make_output<Tensor>(cat, wanted, keys, metas));
-  } catch (const error& e) {
-    problem_here = e.what();
-  } catch (const std::exception& e) {
-    problem_here = "redist::redistribute: rank " + std::to_string(comm.rank()) +
-                   " could not allocate its result: " + e.what();
-  }
+  const std::string problem_here = detail::problem_of([&] {
+    detail::allocating("redist::redistribute", comm.rank(), "its result",
+                       [&] { out.emplace(detail::make_output<Tensor>(cat, wanted, keys, metas)); });
+  });
   detail::execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, false,
                                         problem_here);
   return std::move(*out);

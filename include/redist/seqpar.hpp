@@ -359,20 +359,6 @@ inline std::byte* reserve_staging(const a2a_layout& l, redist::seqpar::workspace
   return own.get();
 }
 
-// Runs allocate (a call's output and staging) among the checks before the agreement, so that a rank that
-// cannot allocate makes every rank throw instead of leaving the others in the exchange: what allocate
-// throws (std::bad_alloc, or whatever a tensor type's allocate throws) becomes this rank's redist::error.
-template <class F>
-void allocate_before_agreeing(const char* who, int rank, F&& allocate) {
-  try {
-    allocate();
-  } catch (const error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail(who, ": rank ", rank, " could not allocate its output or staging: ", e.what());
-  }
-}
-
 // One comm.alltoall of equal blocks, from x itself or a packed buffer, into the output itself or a buffer
 // unpacked afterwards; staging holds staging_bytes(l) bytes (see reserve_staging).
 template <class Comm>
@@ -460,7 +446,7 @@ Out run_exchange(const char* who, const In& x, const Comm& comm, const std::stri
   std::unique_ptr<std::byte[]> own;
   std::byte* staging = nullptr;
   const a2a_layout l = agreed_layout(who, x, comm, extra, make, [&](const a2a_layout& lay) {
-    allocate_before_agreeing(who, comm.rank(), [&] {
+    detail::allocating(who, comm.rank(), "its output or staging", [&] {
       out.emplace(allocate<Out>(tensor_traits<In>::dtype(x), lay.out));
       staging = reserve_staging(lay, ws, own);
     });
@@ -546,7 +532,8 @@ void all_to_all_into(const In& x, int scatter_dim, int gather_dim, Out& out, con
       who, x, comm, sp::all_to_all_args(x, scatter_dim, gather_dim),
       sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()), [&](const sp::a2a_layout& lay) {
         sp::check_output(who, x, out, lay);
-        sp::allocate_before_agreeing(who, comm.rank(), [&] { staging = sp::reserve_staging(lay, ws, own); });
+        detail::allocating(who, comm.rank(), "its output or staging",
+                           [&] { staging = sp::reserve_staging(lay, ws, own); });
       });
   sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, staging);
 }
@@ -607,7 +594,7 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
     outer = sp::product(shape, 0, d);
     rows = static_cast<std::size_t>(shape[d]);
     inner = sp::product(shape, d + 1, shape.size()) * elem;
-    sp::allocate_before_agreeing(who, comm.rank(), [&] {
+    detail::allocating(who, comm.rank(), "its output or staging", [&] {
       out.emplace(sp::allocate<Result>(type, out_shape));
       scratch.reset(new std::byte[outer * (rows * n - keep_rows) * inner + 1]);
     });
@@ -745,7 +732,7 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
                         unpadded_seq_len.value_or(gathered));
     sp::shape_t out_shape(l.out.begin(), l.out.end() - 1);
     out_shape.back() = 3 * (fused / 3 / P);
-    sp::allocate_before_agreeing(who, comm.rank(), [&] {
+    detail::allocating(who, comm.rank(), "its output or staging", [&] {
       out.emplace(sp::allocate<Result>(type, out_shape));
       staging = sp::reserve_staging(l, ws, own);
     });

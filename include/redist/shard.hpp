@@ -416,15 +416,12 @@ class shard_run {
   // Everything that can fail before data moves, agreed: this rank's problem, if any, and whether the specs'
   // hashes differ travel in the same allreduce.
   void prepare() {
-    try {
-      plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
-      allocate();
-    } catch (const error& e) {
-      problem_ = e.what();
-    } catch (const std::exception& e) {
-      problem_ = std::string(who) + ": rank " + std::to_string(me_) +
-                 " could not allocate its results and staging: " + e.what();
-    }
+    problem_ = problem_of([&] {
+      allocating(who, me_, "its results and staging", [&] {
+        plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
+        allocate();
+      });
+    });
     constexpr std::uint64_t failed = std::uint64_t{1} << 63;
     const std::uint64_t hash = shard_specs_hash(specs_, comm_.size(), options_);
     const auto [low, high] = comm_.allreduce_min_max(hash | (problem_.empty() ? 0 : failed));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <span>
 #include <string>
 
@@ -35,6 +36,22 @@ std::string problem_of(F&& f) {
     return e.what();
   }
   return {};
+}
+
+// Runs allocate (what a call returns, and its staging) before the agreement, so that a rank that cannot
+// allocate makes every rank throw instead of leaving the others waiting in a collective: what allocate
+// throws (std::bad_alloc, or whatever a tensor type's allocate throws) becomes a redist::error saying that
+// rank `rank` could not allocate `what`.
+template <class F>
+void allocating(const char* who, int rank, const char* what, F&& allocate) {
+  try {
+    allocate();
+  } catch (const error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw error(std::string(who) + ": rank " + std::to_string(rank) + " could not allocate " + what + ": " +
+                e.what());
+  }
 }
 
 }  // namespace redist::detail
