@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "redist/comm/agree.hpp"
 #include "redist/comm/communicator.hpp"
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
@@ -22,6 +23,7 @@
 #include "redist/core/nested.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/text.hpp"
 
 namespace redist {
 
@@ -42,16 +44,16 @@ namespace detail {
 inline constexpr int dispatch_tag = 0x4453;
 
 // The first message to every receiver has this fixed size, so that it can be received without knowing more:
-// a header, then the start of its stream (schema, then packed tensors; or the root's error text). Small
+// a header, then the start of its stream (schema, then packed tensors). Small
 // enough to stay within Open MPI's shared-memory eager limit (4 KiB); the rest of a longer stream follows in
 // a second message.
 inline constexpr std::size_t dispatch_head_bytes = 1024;
 
-enum class dispatch_status : std::uint64_t { item = 1, nothing = 2, failed = 3 };
+enum class dispatch_status : std::uint64_t { item = 1, nothing = 2 };
 
 struct dispatch_header {
   dispatch_status status;
-  std::uint64_t schema_bytes;  // failed: the error text's length
+  std::uint64_t schema_bytes;
   std::uint64_t packed_bytes;
   std::uint64_t pack_below;
 };
@@ -230,43 +232,35 @@ void wait_every(std::vector<Request>& requests) {
   if (failure) std::rethrow_exception(failure);
 }
 
-// The root's side. Every item is checked and encoded before the first send; a problem (bad input, or any
-// exception while preparing) goes to every receiver in place of its item, and the root throws it too.
-// own() takes the root's own item while the sends are under way.
-template <class Tensor, class Comm, class Own>
-void dispatch_root(const Comm& comm, std::span<const nested<Tensor>> items, std::size_t pack_below,
-                   Own&& own) {
+// The root's messages for every receiver, prepared before the agreement: each item checked and encoded.
+struct dispatch_outbox {
+  std::vector<dispatch_outgoing> out;
+  std::vector<std::byte> heads;  // every receiver's first message, dispatch_head_bytes each
+  std::byte* head(std::size_t r) { return heads.data() + r * dispatch_head_bytes; }
+};
+
+// Checks and encodes every item on the root; throws redist::error on bad input.
+template <class Tensor>
+void prepare_items(std::span<const nested<Tensor>> items, std::size_t size, std::size_t root,
+                   std::size_t pack_below, dispatch_outbox& box) {
+  box.out.resize(size);
+  box.heads.resize(size * dispatch_head_bytes);
+  if (items.size() > size)
+    fail("redist::dispatch: ", items.size(), " items for a communicator of ", size,
+         " ranks; at most one item per rank");
+  for (std::size_t r = 0; r < items.size(); ++r)
+    box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r));
+  for (std::size_t r = items.size(); r < size; ++r) {
+    const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
+    std::memcpy(box.head(r), &nothing, sizeof nothing);
+  }
+}
+
+// The root's sends, once every rank agreed. own() takes the root's own item while they are under way.
+template <class Comm, class Own>
+void dispatch_send(const Comm& comm, dispatch_outbox& box, Own&& own) {
   const auto size = static_cast<std::size_t>(comm.size());
   const auto root = static_cast<std::size_t>(comm.rank());
-  std::vector<dispatch_outgoing> out(size);
-  std::vector<std::byte> heads(size * dispatch_head_bytes);
-  auto head = [&](std::size_t r) { return heads.data() + r * dispatch_head_bytes; };
-  std::string problem;
-  try {
-    if (items.size() > size)
-      fail("redist::dispatch: ", items.size(), " items for a communicator of ", size,
-           " ranks; at most one item per rank");
-    for (std::size_t r = 0; r < items.size(); ++r)
-      out[r] = prepare_item(items[r], r, pack_below, r != root, head(r));
-    for (std::size_t r = items.size(); r < size; ++r) {
-      const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
-      std::memcpy(head(r), &nothing, sizeof nothing);
-    }
-  } catch (const error& e) {
-    problem = e.what();
-  } catch (const std::exception& e) {
-    problem = std::string("redist::dispatch: on the root, while preparing the items: ") + e.what();
-  }
-  if (!problem.empty()) {
-    out.clear();
-    out.resize(size);
-    for (std::size_t r = 0; r < size; ++r) {
-      dispatch_stream_writer w(head(r), out[r], {dispatch_status::failed, problem.size(), 0, 0},
-                               problem.size());
-      w.put(problem.data(), problem.size());
-    }
-  }
-
   // Declared after the buffers they read, so that they complete (or are waited for) before those go.
   std::vector<typename Comm::request> requests;
   auto send = [&](const std::byte* data, std::size_t bytes, std::size_t r) {
@@ -274,18 +268,17 @@ void dispatch_root(const Comm& comm, std::span<const nested<Tensor>> items, std:
   };
   // First every receiver's first message, so that all can start decoding; then the rest.
   for (std::size_t r = 0; r < size; ++r) {
-    if (r != root) send(head(r), dispatch_head_bytes, r);
+    if (r != root) send(box.head(r), dispatch_head_bytes, r);
   }
   for (std::size_t r = 0; r < size; ++r) {
-    if (r != root && out[r].rest_bytes != 0) send(out[r].rest.get(), out[r].rest_bytes, r);
+    if (r != root && box.out[r].rest_bytes != 0) send(box.out[r].rest.get(), box.out[r].rest_bytes, r);
   }
   for (std::size_t r = 0; r < size; ++r) {
     if (r == root) continue;
-    for (const auto& t : out[r].direct) send(t.data, t.bytes, r);
+    for (const auto& t : box.out[r].direct) send(t.data, t.bytes, r);
   }
-  if (problem.empty()) own();  // the root's own item, while the sends are under way
+  own();  // the root's own item, while the sends are under way
   wait_every(requests);
-  if (!problem.empty()) throw error(problem);
 }
 
 // A receiver's side: the first message, then the rest of the stream, then each large tensor straight into
@@ -297,7 +290,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   dispatch_header h{};
   std::memcpy(&h, head.data(), sizeof h);
   if (h.status == dispatch_status::nothing) return {};
-  if (h.status != dispatch_status::item && h.status != dispatch_status::failed) {
+  if (h.status != dispatch_status::item) {
     fail("redist::dispatch: the first message from root ", root, " is not dispatch's (status ",
          static_cast<std::uint64_t>(h.status), "); do all ranks call dispatch with the same root?");
   }
@@ -311,10 +304,6 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   std::vector<typename Comm::request> requests;  // after the buffers they write into: completed first
   if (stream.size() > inline_bytes)
     requests.push_back(comm.irecv(stream.subspan(inline_bytes), root, dispatch_tag));
-  if (h.status == dispatch_status::failed) {
-    wait_every(requests);
-    throw error(std::string(reinterpret_cast<const char*>(stream.data()), stream.size()));
-  }
   const auto schema_bytes = static_cast<std::size_t>(h.schema_bytes);
   if (schema_bytes > inline_bytes) wait_every(requests);
   nested<Tensor> tree = decode_schema<Tensor>(stream.first(schema_bytes));
@@ -351,11 +340,25 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
   static_assert(tensor_traits<Tensor>::space == memory_space::host,
                 "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
                 "communicators that exist (mpi, self) read and write");
-  if (root < 0 || root >= comm.size())
-    fail("redist::dispatch: root ", root, " is out of range for a communicator of ", comm.size(), " ranks");
+  constexpr const char* who = "redist::dispatch";
+  const auto size = static_cast<std::size_t>(comm.size());
+  dispatch_outbox box;
+  std::string problem;
+  if (root < 0 || root >= comm.size()) {
+    problem = str(who, ": root ", root, " is out of range for a communicator of ", comm.size(), " ranks");
+  } else if (comm.rank() == root) {
+    try {
+      prepare_items(items, size, static_cast<std::size_t>(root), pack_below, box);
+    } catch (const error& e) {
+      problem = e.what();
+    } catch (const std::exception& e) {
+      problem = str(who, ": on the root, while preparing the items: ", e.what());
+    }
+  }
+  agree(comm, who, problem, call_description().add("op", who).add("root", root));
   if (comm.rank() != root) return dispatch_receive<Tensor>(comm, root);
   nested<Tensor> mine;
-  dispatch_root<Tensor>(comm, items, pack_below, [&] {
+  dispatch_send(comm, box, [&] {
     const auto r = static_cast<std::size_t>(root);
     if (r < items.size()) mine = take_mine(r);
   });
@@ -372,16 +375,17 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
 // structure exactly (kinds, field names and order, nesting), dtypes, shapes and bytes, in tensors allocated
 // on the receiving rank.
 //
-// Cost: no collective. Each receiver gets one message of 1 KiB holding its schema and the tensors below
+// Cost: one allreduce (every rank agrees on the root and on whether the root's items are sound). Each
+// receiver gets one message of 1 KiB holding its schema and the tensors below
 // options.pack_below bytes (a second message when they take more), then one message per larger tensor,
 // sent from the item's memory and received into the result's tensor. The root sends nothing to itself and
 // returns once its sends are complete. Messages of consecutive calls on one communicator never cross (one
 // tag, matched in order), so no barrier is needed between calls, whatever their roots.
 //
 // Bad input throws the same redist::error on every rank, before any tensor byte moves, and leaves comm
-// usable: a root out of range (every rank sees it); on the root, more items than ranks, a tensor that is not
-// contiguous (when its traits say), has a negative extent, an overflowing size or no data, or an item nested
-// deeper than max_nested_depth (receivers get the root's error in place of their item). A receiver that
+// usable: ranks that pass different roots, a root out of range; on the root, more items than ranks, a tensor
+// that is not contiguous (when its traits say), has a negative extent, an overflowing size or no data, or an
+// item nested deeper than max_nested_depth. A receiver that
 // cannot allocate its item (std::bad_alloc) is not recovered: the root would wait for it, as MPI would.
 template <allocatable_tensor Tensor = host_tensor, communicator Comm>
 nested<Tensor> dispatch(const Comm& comm, std::type_identity_t<std::span<const nested<Tensor>>> items,

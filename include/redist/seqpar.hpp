@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-#include <charconv>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +29,7 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
+#include "redist/detail/text.hpp"
 
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
 // negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
@@ -143,34 +143,6 @@ void check_contiguous(const char* who, const char* what, const T& t) {
   }
 }
 
-// Appends a part of a text: characters (anything a string_view takes), one char, or an integer's digits.
-// Every call describes itself this way before its allreduce, so no stream is built (one costs about a
-// microsecond, what a small exchange takes).
-inline void append(std::string& s, std::string_view part) { s += part; }
-inline void append(std::string& s, char part) { s += part; }
-template <std::integral T>
-void append(std::string& s, T part) {
-  char digits[24];
-  s.append(digits, std::to_chars(digits, digits + sizeof digits, part).ptr);
-}
-
-// Every part appended in turn (appends, not operator+, which GCC 12 misreads under -Wrestrict).
-template <class... Parts>
-std::string str(const Parts&... parts) {
-  std::string s;
-  (append(s, parts), ...);
-  return s;
-}
-
-inline std::string shape_text(std::span<const std::int64_t> s) {
-  std::string out = "[";
-  for (std::size_t d = 0; d < s.size(); ++d) {
-    if (d != 0) out += ", ";
-    append(out, s[d]);
-  }
-  return out += ']';
-}
-
 // A dim as PyTorch takes it (negative counts from the end) as an index; throws when out of range.
 inline std::size_t dim_index(const char* who, const char* name, std::int64_t dim, std::size_t rank) {
   const auto n = static_cast<std::int64_t>(rank);
@@ -185,66 +157,6 @@ inline std::size_t dim_index(const char* who, const char* name, std::int64_t dim
 inline std::int64_t normalized(std::int64_t dim, std::size_t rank) {
   const auto n = static_cast<std::int64_t>(rank);
   return dim < 0 && dim >= -n ? dim + n : dim;
-}
-
-// "0-2, 5, 7-8"
-inline std::string rank_ranges(const std::vector<int>& ranks) {
-  std::string out;
-  for (std::size_t i = 0; i < ranks.size();) {
-    std::size_t j = i;
-    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-    out += str(out.empty() ? "" : ", ", ranks[i]);
-    if (j > i) out += str('-', ranks[j]);
-    i = j + 1;
-  }
-  return out;
-}
-
-// Every rank passes its own problem (empty when none) and a description of its call (dtype, shape, dims and
-// whatever else must be the same everywhere). When every rank has no problem and the same description: one
-// allreduce. Otherwise every rank throws the same redist::error: the lowest failing rank's problem, or, when
-// none, which ranks passed what; one extra allgatherv of the texts.
-template <class Comm>
-void agree_on_call(const Comm& comm, const char* who, const std::string& problem, const std::string& call) {
-  // 0 stands for "has a problem", so a problem anywhere makes min != max or min == 0.
-  const std::uint64_t mine = problem.empty() ? (fingerprint().add(call).value() | 1u) : 0;
-  const auto [lo, hi] = comm.allreduce_min_max(mine);
-  if (lo == hi && lo != 0) return;
-  const std::string text = str(problem.empty() ? '0' : '1', call, '\n', problem);
-  std::vector<std::size_t> counts;
-  const std::vector<std::byte> all =
-      comm.allgatherv(std::as_bytes(std::span(text.data(), text.size())), &counts);
-  std::vector<std::string> calls;
-  std::vector<std::vector<int>> callers;  // per distinct description, in order of first appearance
-  std::string first_problem;
-  std::size_t at = 0;
-  for (std::size_t r = 0; r < counts.size(); at += counts[r], ++r) {
-    const std::string t(reinterpret_cast<const char*>(all.data() + at), counts[r]);
-    const std::size_t newline = t.find('\n');
-    const std::string c = t.substr(1, newline - 1);
-    if (t[0] == '1' && first_problem.empty()) first_problem = t.substr(newline + 1);
-    const auto it = std::find(calls.begin(), calls.end(), c);
-    if (it == calls.end()) {
-      calls.push_back(c);
-      callers.push_back({static_cast<int>(r)});
-    } else {
-      callers[static_cast<std::size_t>(it - calls.begin())].push_back(static_cast<int>(r));
-    }
-  }
-  std::string differ;
-  if (calls.size() > 1) {
-    for (std::size_t i = 0; i < calls.size(); ++i) {
-      const bool many = callers[i].size() > 1;
-      differ += str(i == 0 ? "" : "; ", many ? "ranks " : "rank ", rank_ranges(callers[i]),
-                    many ? " pass " : " passes ", calls[i]);
-    }
-  }
-  if (!first_problem.empty()) {
-    if (!differ.empty()) first_problem += str(" (and the ranks' calls differ: ", differ, ')');
-    throw error(first_problem);
-  }
-  throw error(str(who, ": the ranks' calls differ: ", differ,
-                  " (every rank must pass the same dtype, shape and arguments)"));
 }
 
 // ---- byte movement ----------------------------------------------------------------------------------------
@@ -419,11 +331,21 @@ std::byte* bytes_of(T& t) {
   return static_cast<std::byte*>(tensor_traits<T>::data(t));
 }
 
+inline std::string optional_text(std::optional<std::int64_t> v) { return v ? str(*v) : "none"; }
+
+// A call's description for its agreement: the op, x's dtype and shape, then the arguments beyond x.
+inline call_description describe_x(const char* who, dtype type, std::span<const std::int64_t> shape,
+                                   const call_description& rest) {
+  call_description d;
+  d.add("op", who).add("x", str(name(type), ' ', shape_text(shape)));
+  return d.add(rest);
+}
+
 // Checks x, computes the layout with make(shape, elem) (which throws on bad arguments), runs check(layout)
 // (which throws on a bad output tensor), and agrees on the call: extra describes the arguments beyond x.
 template <class In, class Comm, class Make, class Check>
-a2a_layout agreed_layout(const char* who, const In& x, const Comm& comm, const std::string& extra, Make make,
-                         Check check) {
+a2a_layout agreed_layout(const char* who, const In& x, const Comm& comm, const call_description& extra,
+                         Make make, Check check) {
   require_host_tensor<In>();
   const shape_t shape = shape_of(x);
   const dtype type = tensor_traits<In>::dtype(x);
@@ -433,13 +355,13 @@ a2a_layout agreed_layout(const char* who, const In& x, const Comm& comm, const s
     l = make(shape, size_of(type));
     check(l);
   });
-  agree_on_call(comm, who, problem, str(name(type), ' ', shape_text(shape), ", ", extra));
+  agree(comm, who, problem, describe_x(who, type, shape, extra));
   return l;
 }
 
 // The all-to-all behind the public exchanges that return a new tensor.
 template <class Out, class In, class Comm, class Make>
-Out run_exchange(const char* who, const In& x, const Comm& comm, const std::string& extra, Make make,
+Out run_exchange(const char* who, const In& x, const Comm& comm, const call_description& extra, Make make,
                  redist::seqpar::workspace* ws) {
   require_host_tensor<Out>();
   std::optional<Out> out;
@@ -475,9 +397,11 @@ void check_output(const char* who, const In& x, const Out& out, const a2a_layout
 
 // all_to_all's description of its arguments and its layout maker.
 template <class In>
-std::string all_to_all_args(const In& x, int scatter_dim, int gather_dim) {
+call_description all_to_all_args(const In& x, int scatter_dim, int gather_dim) {
   const std::size_t rank = tensor_traits<In>::rank(x);
-  return str("scatter_dim ", normalized(scatter_dim, rank), ", gather_dim ", normalized(gather_dim, rank));
+  return call_description()
+      .add("scatter_dim", normalized(scatter_dim, rank))
+      .add("gather_dim", normalized(gather_dim, rank));
 }
 
 inline auto all_to_all_layout(const char* who, int scatter_dim, int gather_dim, int ranks) {
@@ -599,9 +523,11 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
       scratch.reset(new std::byte[outer * (rows * n - keep_rows) * inner + 1]);
     });
   });
-  sp::agree_on_call(comm, who, problem,
-                    sp::str(name(type), ' ', sp::shape_text(shape), ", dim ",
-                            sp::normalized(dim, shape.size()), ", unpadded_size ", unpadded_size));
+  detail::agree(comm, who, problem,
+                sp::describe_x(who, type, shape,
+                               detail::call_description()
+                                   .add("dim", sp::normalized(dim, shape.size()))
+                                   .add("unpadded_size", unpadded_size)));
   const std::size_t mine = outer * rows * inner;
   if (mine == 0) return std::move(*out);  // the same shape everywhere: every rank skips
   // Every rank sends all of x to every rank; the rows of rank i land at [i * rows, ...) of each outer index,
@@ -639,9 +565,10 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const In& x, int seq_
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::gather_seq_scatter_heads";
   const std::size_t rank = tensor_traits<In>::rank(x);
-  const std::string extra =
-      sp::str("seq_dim ", sp::normalized(seq_dim, rank), ", head_dim ", sp::normalized(head_dim, rank),
-              ", unpadded_seq_len ", unpadded_seq_len ? std::to_string(*unpadded_seq_len) : "none");
+  const auto extra = detail::call_description()
+                         .add("seq_dim", sp::normalized(seq_dim, rank))
+                         .add("head_dim", sp::normalized(head_dim, rank))
+                         .add("unpadded_seq_len", sp::optional_text(unpadded_seq_len));
   const std::int64_t P = comm.size();
   return sp::run_exchange<sp::output_t<Out, In>>(
       who, x, comm, extra,
@@ -650,7 +577,7 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const In& x, int seq_
         const std::size_t hd = sp::dim_index(who, "head_dim", head_dim, s.size());
         if (sd == hd) detail::fail(who, ": seq_dim and head_dim are both dim ", sd);
         if (s[hd] % P != 0) {
-          detail::fail(who, ": head_dim ", hd, " has extent ", s[hd], " (shape ", sp::shape_text(s),
+          detail::fail(who, ": head_dim ", hd, " has extent ", s[hd], " (shape ", detail::shape_text(s),
                        "), not divisible by the ", P, " ranks");
         }
         const std::int64_t gathered = s[sd] * P;
@@ -672,8 +599,9 @@ detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const In& x, int head
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::gather_heads_scatter_seq";
   const std::size_t rank = tensor_traits<In>::rank(x);
-  const std::string extra =
-      sp::str("head_dim ", sp::normalized(head_dim, rank), ", seq_dim ", sp::normalized(seq_dim, rank));
+  const auto extra = detail::call_description()
+                         .add("head_dim", sp::normalized(head_dim, rank))
+                         .add("seq_dim", sp::normalized(seq_dim, rank));
   const std::int64_t P = comm.size();
   return sp::run_exchange<sp::output_t<Out, In>>(
       who, x, comm, extra,
@@ -716,11 +644,11 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
       detail::fail(who, ": seq_dim ", sd, " is the last dim, which holds the fused [q | k | v]");
     const std::int64_t fused = shape[last];
     if (fused % 3 != 0) {
-      detail::fail(who, ": the last dim has extent ", fused, " (shape ", sp::shape_text(shape),
+      detail::fail(who, ": the last dim has extent ", fused, " (shape ", detail::shape_text(shape),
                    "), not 3 equal parts q, k and v");
     }
     if (fused / 3 % P != 0) {
-      detail::fail(who, ": each of q, k and v has ", fused / 3, " columns (shape ", sp::shape_text(shape),
+      detail::fail(who, ": each of q, k and v has ", fused / 3, " columns (shape ", detail::shape_text(shape),
                    "), not divisible by the ", P, " ranks");
     }
     const std::int64_t gathered = shape[sd] * P;
@@ -737,10 +665,11 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
       staging = sp::reserve_staging(l, ws, own);
     });
   });
-  sp::agree_on_call(
-      comm, who, problem,
-      sp::str(name(type), ' ', sp::shape_text(shape), ", seq_dim ", sp::normalized(seq_dim, shape.size()),
-              ", unpadded_seq_len ", unpadded_seq_len ? std::to_string(*unpadded_seq_len) : "none"));
+  detail::agree(comm, who, problem,
+                sp::describe_x(who, type, shape,
+                               detail::call_description()
+                                   .add("seq_dim", sp::normalized(seq_dim, shape.size()))
+                                   .add("unpadded_seq_len", sp::optional_text(unpadded_seq_len))));
   sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging);
   return std::move(*out);
 }
@@ -777,7 +706,7 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use)
         detail::fail(who, ": the inputs' size overflows");
     });
   });
-  detail::agree(comm, problem);
+  detail::agree(comm, who, problem, detail::call_description().add("op", who));
   const std::vector<std::byte> my_schema = encode_schema(mine);
   std::vector<std::size_t> counts;
   const std::vector<std::byte> schemas = comm.allgatherv(my_schema, &counts);

@@ -27,6 +27,7 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
+#include "redist/detail/text.hpp"
 
 namespace redist {
 
@@ -76,12 +77,6 @@ struct shard_sizes {
   std::size_t per_rank = 0;
   std::size_t sent = 0;
 };
-
-inline std::string shape_text(std::span<const std::int64_t> shape) {
-  std::string s = "[";
-  for (std::size_t d = 0; d < shape.size(); ++d) s += (d == 0 ? "" : ", ") + std::to_string(shape[d]);
-  return s + "]";
-}
 
 // Throws unless the specs are valid for `ranks` ranks: unique names, known dtypes, extents that are not
 // negative and sizes that do not overflow, shard dims in range that divide evenly (ragged shards would need
@@ -236,18 +231,20 @@ inline shard_plan plan_shards(const char* who, std::span<const shard_spec> specs
   return plan;
 }
 
-// A fingerprint of everything the plan depends on; its top bit is left clear for shard_scatter's failure
-// flag.
-inline std::uint64_t shard_specs_hash(std::span<const shard_spec> specs, int ranks,
-                                      const shard_options& options) {
+// shard_scatter's description for its agreement: the specs (as a count and a fingerprint of every name,
+// dtype, shape, shard dim and owner) and the batch budget, everything the plan depends on.
+inline call_description describe_shard_call(const char* who, std::span<const shard_spec> specs,
+                                            const shard_options& options) {
   fingerprint h;
-  h.add(static_cast<std::uint64_t>(ranks)).add(options.max_batch_bytes).add(specs.size());
   for (const shard_spec& s : specs) {
     h.add(s.name).add(static_cast<std::uint64_t>(s.type)).add_all(s.shape);
     h.add(s.shard_dim ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.shard_dim)) : ~0ull);
     h.add(s.owner ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.owner)) : ~0ull);
   }
-  return h.value() >> 1;
+  return call_description()
+      .add("op", who)
+      .add("specs", str(specs.size(), " tensors of fingerprint ", h.value()))
+      .add("max_batch_bytes", options.max_batch_bytes);
 }
 
 // Copies shard p of a tensor cut along `dim` into to[p] for every p: outer blocks of the dims before `dim`,
@@ -413,8 +410,7 @@ class shard_run {
         n_(static_cast<std::size_t>(comm.size())),
         mine_(static_cast<std::size_t>(comm.rank())) {}
 
-  // Everything that can fail before data moves, agreed: this rank's problem, if any, and whether the specs'
-  // hashes differ travel in the same allreduce.
+  // Everything that can fail before data moves, agreed with the specs and the budget in one allreduce.
   void prepare() {
     problem_ = problem_of([&] {
       allocating(who, me_, "its results and staging", [&] {
@@ -422,14 +418,7 @@ class shard_run {
         allocate();
       });
     });
-    constexpr std::uint64_t failed = std::uint64_t{1} << 63;
-    const std::uint64_t hash = shard_specs_hash(specs_, comm_.size(), options_);
-    const auto [low, high] = comm_.allreduce_min_max(hash | (problem_.empty() ? 0 : failed));
-    if ((high & failed) != 0) agree(comm_, problem_);  // some rank failed: throws on every rank
-    if (high != low) {
-      fail(who, ": the tensor specs differ between ranks (names, dtypes, shapes, shard dims, owners or ",
-           "max_batch_bytes): their hashes range from ", low, " to ", high);
-    }
+    agree(comm_, who, problem_, describe_shard_call(who, specs_, options_));
   }
 
   // Packs batch b (loading its tensors) and starts it, then completes and unpacks batch b - 1. A load
@@ -442,7 +431,7 @@ class shard_run {
       if (b > 0) finish(b - 1);
     }
     if (batches > 0) finish(batches - 1);
-    if (peer_failed_ || !problem_.empty()) agree(comm_, problem_);
+    if (peer_failed_ || !problem_.empty()) agree(comm_, who, problem_);
   }
 
   std::vector<named_tensor<Tensor>> take() {

@@ -471,13 +471,14 @@ TEST_CASE("agreement: one rank is given a different plan") {
     // Another pattern: broadcast steps where the others run one all-to-all.
     const redist::plan other = redist::plan_broadcast(view.tracker, view.wants, all_keys);
     check_plan_refused(comm, view, comm.rank() == bad ? other : view.ring_plan(),
-                       {"redist::redistribute: the ranks were given different plans"});
+                       {"redist::redistribute: the ranks' calls differ in plan",
+                        "rank " + std::to_string(bad) + " passes plan"});
     // The same pattern, one rank's wanted order reversed: only the ids' order differs.
     auto wants = view.wants;
     std::reverse(wants[0].begin(), wants[0].end());
     const redist::plan reordered = redist::plan_all_to_all(view.tracker, wants, all_keys);
     check_plan_refused(comm, view, comm.rank() == bad ? reordered : view.ring_plan(),
-                       {"the ranks were given different plans"});
+                       {"the ranks' calls differ in plan", "rank " + std::to_string(bad) + " passes plan"});
   }
 }
 

@@ -67,7 +67,7 @@ using redist::test::mix;
 using redist::test::numel;
 using redist::test::unflatten;
 
-std::string text(const shape_t& s) { return redist::detail::seqpar::shape_text(s); }
+std::string text(const shape_t& s) { return redist::detail::shape_text(s); }
 
 // Element `flat` of source `source`'s tensor in case `c`: i64 holds (case, source, flat) literally, the other
 // dtypes a hash of them (bool: 0 or 1).
@@ -717,10 +717,10 @@ TEST_CASE("errors: dims out of range on one rank") {
   for (int bad : bad_ranks(P)) {
     const host_tensor x = filled(dtype::f32, {2 * P, 3}, 1, 0);
     const int s = comm.rank() == bad ? 2 : 0;
-    check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(x, s, 1, comm); }), comm,
-                       {"redist::seqpar::all_to_all: scatter_dim 2 is out of range for a tensor of 2 dims",
-                        "rank " + std::to_string(bad) + " passes f32 [" + std::to_string(2 * P) +
-                            ", 3], scatter_dim 2, gather_dim 1"});
+    check_agreed_error(
+        outcome_of([&] { (void)redist::seqpar::all_to_all(x, s, 1, comm); }), comm,
+        {"redist::seqpar::all_to_all: scatter_dim 2 is out of range for a tensor of 2 dims",
+         "(on rank " + std::to_string(bad) + ")", "rank " + std::to_string(bad) + " passes scatter_dim 2"});
     const int d = comm.rank() == bad ? -3 : 1;
     check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_outputs(x, d, 3 * P, comm); }), comm,
                        {"redist::seqpar::gather_outputs: dim -3 is out of range"});
@@ -767,17 +767,16 @@ TEST_CASE("errors: shapes, dtypes or arguments that differ on one rank") {
       const std::string b = std::to_string(bad);
       // A shape that differs (still divisible: only the agreement can catch it).
       const host_tensor x = filled(dtype::bf16, {2 * P, me_bad ? 4 : 3}, 1, 0);
-      check_agreed_error(
-          outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); }), comm,
-          {"redist::seqpar::all_to_all: the ranks' calls differ",
-           "rank " + b + " passes bf16 [" + std::to_string(2 * P) + ", 4], scatter_dim 0, gather_dim 1"});
+      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); }), comm,
+                         {"redist::seqpar::all_to_all: the ranks' calls differ",
+                          "rank " + b + " passes x bf16 [" + std::to_string(2 * P) + ", 4]"});
       // A dtype that differs.
       const host_tensor y = filled(me_bad ? dtype::f16 : dtype::bf16, {2 * P, 3}, 1, 0);
       check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(y, 0, 1, comm); }), comm,
-                         {"the ranks' calls differ", "rank " + b + " passes f16"});
+                         {"the ranks' calls differ in x", "rank " + b + " passes x f16"});
       // A gather dim that differs.
       check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(y, 0, me_bad ? 0 : 1, comm); }),
-                         comm, {"the ranks' calls differ", "gather_dim 0"});
+                         comm, {"the ranks' calls differ in x, gather_dim", "gather_dim 0"});
       // all_to_all_into with an output of the wrong shape on one rank.
       const host_tensor w = filled(dtype::bf16, {2 * P, 3}, 1, 0);
       host_tensor out(dtype::bf16, {2, 3 * P - (me_bad ? 1 : 0)});

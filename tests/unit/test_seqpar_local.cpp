@@ -99,8 +99,8 @@ void check_case(const shape_t& in, std::size_t elem, std::size_t s, std::size_t 
   std::vector<std::vector<std::byte>> inputs;
   for (std::size_t r = 0; r < P; ++r) inputs.push_back(bytes_for(r, numel(in) * elem));
   for (std::size_t me = 0; me < P; ++me) {
-    INFO("shape " << sp::shape_text(in) << " elem " << elem << " scatter " << s << " gather " << g << " P "
-                  << P << " rank " << me << " pad " << pad << " keep " << keep);
+    INFO("shape " << redist::detail::shape_text(in) << " elem " << elem << " scatter " << s << " gather " << g
+                  << " P " << P << " rank " << me << " pad " << pad << " keep " << keep);
     const auto want = reference(inputs, in, elem, s, g, P, me, rows, keep);
     const auto got = through_layout(inputs, in, elem, s, g, P, me, rows, keep);
     CHECK(got == want);
@@ -159,7 +159,7 @@ TEST_CASE("seqpar slice_rows: each rank's slice is the zero-padded rows [r * uni
           }
           std::vector<std::byte> got(want.size(), std::byte{0xEE});
           if (!got.empty()) sp::slice_rows(in, elem, d, r, P, x.data(), got.data());
-          INFO("shape " << sp::shape_text(in) << " dim " << d << " P " << P << " rank " << r);
+          INFO("shape " << redist::detail::shape_text(in) << " dim " << d << " P " << P << " rank " << r);
           CHECK(got == want);
         }
   }
@@ -279,50 +279,4 @@ TEST_CASE("seqpar errors on one process name the function and what is wrong") {
       "| v]");
   // The same communicator still works.
   CHECK(same(redist::seqpar::all_to_all(x, 0, 1, self), x));
-}
-
-namespace {
-
-// A communicator stand-in for agree_on_call alone: P ranks' (problem, call) texts, seen from one rank.
-struct scripted_agreement {
-  std::vector<std::pair<std::string, std::string>> ranks;  // problem, call
-  std::uint64_t key(std::size_t r) const {
-    return ranks[r].first.empty() ? (redist::detail::fingerprint().add(ranks[r].second).value() | 1u) : 0;
-  }
-  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t) const {
-    std::uint64_t lo = UINT64_MAX;
-    std::uint64_t hi = 0;
-    for (std::size_t r = 0; r < ranks.size(); ++r) {
-      lo = std::min(lo, key(r));
-      hi = std::max(hi, key(r));
-    }
-    return {lo, hi};
-  }
-  std::vector<std::byte> allgatherv(std::span<const std::byte>, std::vector<std::size_t>* counts) const {
-    std::vector<std::byte> all;
-    counts->clear();
-    for (const auto& [problem, call] : ranks) {
-      const std::string t = (problem.empty() ? "0" : "1") + call + '\n' + problem;
-      counts->push_back(t.size());
-      for (char c : t) all.push_back(static_cast<std::byte>(c));
-    }
-    return all;
-  }
-};
-
-std::string agreement_of(const scripted_agreement& comm) {
-  return error_of([&] { sp::agree_on_call(comm, "redist::seqpar::f", "", comm.ranks[0].second); });
-}
-
-}  // namespace
-
-TEST_CASE("seqpar agreement: which ranks passed what, or the lowest rank's problem") {
-  CHECK(agreement_of({{{"", "f32 [4]"}, {"", "f32 [4]"}}}) == "no error");
-  CHECK(agreement_of({{{"", "f32 [4]"}, {"", "f32 [4]"}, {"", "f32 [5]"}, {"", "f32 [4]"}}}) ==
-        "redist::seqpar::f: the ranks' calls differ: ranks 0-1, 3 pass f32 [4]; rank 2 passes f32 [5] (every "
-        "rank must pass the same dtype, shape and arguments)");
-  CHECK(agreement_of({{{"", "a"}, {"p1", "b"}, {"p2", "a"}}}) ==
-        "p1 (and the ranks' calls differ: ranks 0, 2 pass a; rank 1 passes b)");
-  CHECK(agreement_of({{{"", "a"}, {"", "a"}, {"p2", "a"}}}) == "p2");
-  CHECK(sp::rank_ranges({0, 1, 2, 4, 6, 7}) == "0-2, 4, 6-7");
 }

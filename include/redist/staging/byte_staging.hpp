@@ -10,6 +10,12 @@
 namespace redist {
 
 struct byte_staging {
+  static constexpr const char* label = "byte_staging";
+  // Every value arrives as it was sent.
+  static constexpr bool lossless = true;
+  static constexpr std::size_t first_lossy(dtype, const std::byte*, std::size_t count) noexcept {
+    return count;
+  }
   // The wire format is the memory format: no staging buffer is needed, sources and sinks are used directly.
   static constexpr bool in_place = true;
   // Variable counts: a collective moves each participant's own size.

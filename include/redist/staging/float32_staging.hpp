@@ -13,6 +13,12 @@
 namespace redist {
 
 struct float32_staging {
+  static constexpr const char* label = "float32_staging";
+  // Integers beyond +-2^24 and doubles lose precision on the way: callers refuse them unless they allow loss.
+  static constexpr bool lossless = false;
+  static std::size_t first_lossy(dtype t, const std::byte* data, std::size_t count) noexcept {
+    return first_lossy_f32(t, data, count);
+  }
   static constexpr bool in_place = false;
   static constexpr bool padded = true;
   static constexpr std::size_t wire_unit = sizeof(float);  // a window never splits an element

@@ -1,0 +1,179 @@
+// redistribute()'s execution: the policy each step type runs with, the agreement before any byte moves, the
+// steps in order, and the one-call form's result.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "redist/comm/agree.hpp"
+#include "redist/core/catalog.hpp"
+#include "redist/core/host_tensor.hpp"
+#include "redist/core/sample_store.hpp"
+#include "redist/core/sequence_batch.hpp"
+#include "redist/detail/hash.hpp"
+#include "redist/detail/text.hpp"
+#include "redist/options.hpp"
+#include "redist/plan/steps.hpp"
+#include "redist/redistribute/check.hpp"
+#include "redist/steps/all_to_all.hpp"
+#include "redist/steps/broadcast.hpp"
+#include "redist/steps/context.hpp"
+#include "redist/steps/gather.hpp"
+#include "redist/steps/scatter.hpp"
+
+namespace redist::detail {
+
+template <class Step, class Staging>
+struct default_policy;
+template <class Staging>
+struct default_policy<broadcast_step, Staging> : broadcast_policy<Staging> {};
+template <class Staging>
+struct default_policy<gather_step, Staging> : gather_policy<Staging> {};
+template <class Staging>
+struct default_policy<scatter_step, Staging> : scatter_policy<Staging> {};
+template <class Staging>
+struct default_policy<all_to_all_step, Staging> : all_to_all_policy<Staging> {};
+
+// The first of Policies whose step_type is Step, else the default policy for Step.
+template <class Step, class Staging, class... Policies>
+struct pick_policy {
+  using type = default_policy<Step, Staging>;
+};
+template <class Step, class Staging, class P, class... Rest>
+struct pick_policy<Step, Staging, P, Rest...> {
+  using type = std::conditional_t<std::is_same_v<typename P::step_type, Step>, P,
+                                  typename pick_policy<Step, Staging, Rest...>::type>;
+};
+
+// A fingerprint of everything in a plan, to check that every rank runs the same one.
+inline std::uint64_t plan_hash(const plan& p) {
+  fingerprint h;
+  h.add(static_cast<std::uint64_t>(p.ranks));
+  for (const auto& stage : p.stages) {
+    h.add(stage.size());
+    for (const auto& s : stage) {
+      h.add(s.index());
+      std::visit(
+          [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            h.add_all(x.keys);
+            if constexpr (std::is_same_v<T, all_to_all_step>) {
+              for (const auto& q : x.payloads)
+                h.add_all(q.ids).add(q.key).add(static_cast<std::uint64_t>(q.src));
+              for (const auto& r : x.routes)
+                h.add(static_cast<std::uint64_t>(r.src))
+                    .add(static_cast<std::uint64_t>(r.dst))
+                    .add(r.payload);
+            } else {
+              h.add(static_cast<std::uint64_t>(x.root));
+              if constexpr (std::is_same_v<T, gather_step>)
+                h.add_all(x.srcs);
+              else
+                h.add_all(x.dsts);
+              if constexpr (std::is_same_v<T, broadcast_step>)
+                h.add_all(x.ids);
+              else
+                for (const auto& l : x.ids) h.add_all(l);
+            }
+          },
+          s);
+    }
+  }
+  return h.value();
+}
+
+inline const char* pattern_name(plan_pattern p) noexcept {
+  switch (p) {
+    case plan_pattern::one_hop:
+      return "one_hop";
+    case plan_pattern::gather_scatter:
+      return "gather_scatter";
+    case plan_pattern::broadcast:
+      return "broadcast";
+  }
+  return "unknown";
+}
+
+// What every rank's call to redistribute() must have in common, in both forms.
+template <class Staging>
+call_description describe_redistribute(const redistribute_options& opts) {
+  return call_description()
+      .add("op", "redist::redistribute")
+      .add("staging", Staging::label)
+      .add("max_staging_bytes", opts.max_staging_bytes)
+      .add("allow_lossy", opts.allow_lossy);
+}
+
+// The agreement of redistribute() (this rank's problem found before, `earlier`, else its share of the checks,
+// agreed with `call`), then the steps. With `out`, arriving pairs it wants land there.
+template <class Staging, class... Policies, class Comm, class Tensor>
+void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
+             const redistribute_options& opts, sequence_batch<Tensor>* out, const call_description& call,
+             const std::string& earlier = {}) {
+  std::string problem = earlier;
+  if (problem.empty())
+    problem =
+        problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+  agree(comm, "redist::redistribute", problem, call);
+
+  step_context<Comm, Tensor, Staging> ctx(comm, store, cat, opts);
+  if (out) ctx.deliver_into(*out);
+  for (const auto& stage : p.stages)
+    for (const auto& s : stage)
+      std::visit(
+          [&](const auto& x) {
+            using policy = typename pick_policy<std::decay_t<decltype(x)>, Staging, Policies...>::type;
+            policy::run(ctx, x);
+          },
+          s);
+  if (out) ctx.fill_output();
+}
+
+// The one-call form's result, allocated once: `ids` with `keys`, seqlens from the catalog. Per-sample
+// metadata: a name comes along when every rank that holds samples has it (a rank holding none has no say),
+// each value from the lowest rank holding the id.
+template <class Tensor>
+sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_id>& ids,
+                                   const std::vector<std::string>& keys,
+                                   const std::vector<sequence_batch<host_tensor>>& metas) {
+  std::vector<typename sequence_batch<Tensor>::field> fields;
+  for (const auto& name : keys) {
+    const std::size_t k = *cat.find_key(name);
+    const auto& schema = cat.keys()[k];
+    seqlen_table lens;
+    std::int64_t tokens = 0;
+    for (sample_id id : ids) {
+      lens.push_back(cat.seqlens(id, k));
+      tokens += cat.tokens(id, k);
+    }
+    std::vector<std::int64_t> shape{tokens};
+    shape.insert(shape.end(), schema.trailing_shape.begin(), schema.trailing_shape.end());
+    fields.push_back({name, schema.dtype, schema.trailing_shape, std::move(lens),
+                      tensor_traits<Tensor>::allocate(schema.dtype, shape)});
+  }
+  metadata_map metadata;
+  const auto holder = std::find_if(metas.begin(), metas.end(), [](const auto& m) { return m.size() != 0; });
+  if (holder != metas.end()) {
+    for (const auto& [name, values] : holder->metadata()) {
+      const bool everywhere = std::all_of(metas.begin(), metas.end(), [&n = name](const auto& m) {
+        return m.size() == 0 || m.metadata().count(n) != 0;
+      });
+      if (!everywhere) continue;
+      auto& column = metadata[name];
+      for (sample_id id : ids)
+        for (const auto& m : metas)
+          if (const auto pos = m.find(id)) {
+            column.push_back(m.metadata().find(name)->second[*pos]);
+            break;
+          }
+    }
+  }
+  return sequence_batch<Tensor>(ids, std::move(fields), std::move(metadata));
+}
+
+}  // namespace redist::detail
