@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <memory>
 #include <span>
@@ -22,6 +21,7 @@
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/nested.hpp"
 #include "redist/core/tensor_traits.hpp"
+#include "redist/detail/byte_codec.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/text.hpp"
 
@@ -142,7 +142,7 @@ class dispatch_stream_writer {
  public:
   dispatch_stream_writer(std::byte* head, dispatch_outgoing& out, const dispatch_header& h, std::size_t total)
       : head_(head + sizeof h), out_(out) {
-    std::memcpy(head, &h, sizeof h);
+    store_bytes(head, h);
     if (total > dispatch_inline_bytes) {
       out.rest_bytes = total - dispatch_inline_bytes;
       out.rest = std::make_unique_for_overwrite<std::byte[]>(out.rest_bytes);
@@ -151,9 +151,9 @@ class dispatch_stream_writer {
   void put(const void* data, std::size_t bytes) {
     const auto* p = static_cast<const std::byte*>(data);
     const std::size_t first = at_ < dispatch_inline_bytes ? std::min(bytes, dispatch_inline_bytes - at_) : 0;
-    if (first != 0) std::memcpy(head_ + at_, p, first);
+    host_space::copy(head_ + at_, p, first);
     if (bytes != first)
-      std::memcpy(out_.rest.get() + (at_ + first - dispatch_inline_bytes), p + first, bytes - first);
+      host_space::copy(out_.rest.get() + (at_ + first - dispatch_inline_bytes), p + first, bytes - first);
     at_ += bytes;
   }
 
@@ -202,7 +202,9 @@ nested<Tensor> clone_item(const nested<Tensor>& node) {
     for (std::size_t d = 0; d < shape.size(); ++d) shape[d] = static_cast<std::int64_t>(traits::extent(t, d));
     Tensor copy = traits::allocate(traits::dtype(t), shape);
     std::size_t bytes = 0;
-    if (tensor_bytes(t, bytes) && bytes != 0) std::memcpy(traits::data(copy), traits::data(t), bytes);
+    if (tensor_bytes(t, bytes))
+      host_space::copy(static_cast<std::byte*>(traits::data(copy)),
+                       static_cast<const std::byte*>(traits::data(t)), bytes);
     return copy;
   }
   if (node.is_list()) {
@@ -252,7 +254,7 @@ void prepare_items(std::span<const nested<Tensor>> items, std::size_t size, std:
     box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r));
   for (std::size_t r = items.size(); r < size; ++r) {
     const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
-    std::memcpy(box.head(r), &nothing, sizeof nothing);
+    store_bytes(box.head(r), nothing);
   }
 }
 
@@ -287,8 +289,7 @@ template <class Tensor, class Comm>
 nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   std::vector<std::byte> head(dispatch_head_bytes);
   comm.irecv(head, root, dispatch_tag).wait();
-  dispatch_header h{};
-  std::memcpy(&h, head.data(), sizeof h);
+  const auto h = load_bytes<dispatch_header>(head.data());
   if (h.status == dispatch_status::nothing) return {};
   if (h.status != dispatch_status::item) {
     fail("redist::dispatch: the first message from root ", root, " is not dispatch's (status ",
@@ -299,7 +300,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   const auto owner = std::make_unique_for_overwrite<std::byte[]>(total);
   const std::span<std::byte> stream(owner.get(), total);
   const std::size_t inline_bytes = std::min(stream.size(), dispatch_inline_bytes);
-  if (inline_bytes != 0) std::memcpy(stream.data(), head.data() + sizeof h, inline_bytes);
+  host_space::copy(stream.data(), head.data() + sizeof h, inline_bytes);
 
   std::vector<typename Comm::request> requests;  // after the buffers they write into: completed first
   if (stream.size() > inline_bytes)
@@ -322,11 +323,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   if (!requests.empty() && schema_bytes <= inline_bytes && stream.size() > inline_bytes) {
     requests.front().wait();  // the rest of the stream; the tensors' receives stay under way
   }
-  const std::byte* at = stream.data() + schema_bytes;
-  for (const auto& p : packed) {
-    std::memcpy(p.data, at, p.bytes);
-    at += p.bytes;
-  }
+  host_space::scatter(stream.data() + schema_bytes, packed);
   wait_every(requests);
   return tree;
 }
@@ -337,7 +334,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
 template <class Tensor, class Comm, class TakeMine>
 nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> items, int root,
                               std::size_t pack_below, TakeMine&& take_mine) {
-  static_assert(tensor_traits<Tensor>::space == memory_space::host,
+  static_assert(tensor_space<Tensor> == memory_space::host,
                 "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
                 "communicators that exist (mpi, self) read and write");
   constexpr const char* who = "redist::dispatch";

@@ -24,7 +24,7 @@
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 #include "redist/redistribute/execute.hpp"
-#include "redist/redistribute/request.hpp"
+#include "redist/redistribute/request_codec.hpp"
 #include "redist/staging/byte_staging.hpp"
 #include "redist/staging/float32_staging.hpp"
 

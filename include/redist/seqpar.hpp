@@ -7,7 +7,6 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -118,7 +117,7 @@ shape_t shape_of(const T& t) {
 template <class T>
 constexpr void require_host_tensor() {
   static_assert(tensor_like<T>, "redist::seqpar: the tensor type does not satisfy redist::tensor_like");
-  static_assert(tensor_traits<T>::space == memory_space::host,
+  static_assert(tensor_space<T> == memory_space::host,
                 "redist::seqpar: the tensor type lives in device memory; these operations pack and unpack "
                 "bytes on the host");
 }
@@ -162,11 +161,9 @@ inline std::int64_t normalized(std::int64_t dim, std::size_t rank) {
 // ---- byte movement ----------------------------------------------------------------------------------------
 
 inline void copy(const std::byte* from, std::size_t n, std::byte* to) noexcept {
-  if (n != 0) std::memcpy(to, from, n);
+  host_space::copy(to, from, n);
 }
-inline void zero(std::byte* to, std::size_t n) noexcept {
-  if (n != 0) std::memset(to, 0, n);
-}
+inline void zero(std::byte* to, std::size_t n) noexcept { host_space::fill(to, n); }
 
 inline std::size_t product(std::span<const std::int64_t> s, std::size_t begin, std::size_t end) {
   std::size_t n = 1;

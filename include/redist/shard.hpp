@@ -8,7 +8,6 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <functional>
 #include <optional>
@@ -258,7 +257,7 @@ inline void slice_shards(const std::byte* from, const shard_spec& s, std::size_t
   const std::size_t run = static_cast<std::size_t>(s.shape[k]) / n * inner;
   if (run == 0) return;
   for (std::size_t i = 0; i < outer; ++i, from += run * n) {
-    for (std::size_t p = 0; p < n; ++p) std::memcpy(to[p] + i * run, from + p * run, run);
+    for (std::size_t p = 0; p < n; ++p) host_space::copy(to[p] + i * run, from + p * run, run);
   }
 }
 
@@ -558,12 +557,12 @@ class shard_run {
       return;
     }
     for (std::size_t p = 0; p < n_; ++p) {
-      if (p != mine_ && sizes_[i].bytes != 0) std::memcpy(to_[p], from, sizes_[i].bytes);
+      if (p != mine_) host_space::copy(to_[p], from, sizes_[i].bytes);
     }
     if constexpr (std::is_same_v<loaded, Tensor>) {
       results_[i].emplace(std::move(full));
-    } else if (sizes_[i].bytes != 0) {
-      std::memcpy(result_data(i), from, sizes_[i].bytes);
+    } else {
+      host_space::copy(result_data(i), from, sizes_[i].bytes);
     }
   }
 
@@ -576,7 +575,7 @@ class shard_run {
     for (std::size_t o = 0; o < n_; ++o) {
       for (const shard_piece& piece : l.from[o]) {
         if (piece.staged != shard_piece::direct)
-          std::memcpy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
+          host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
       }
     }
     if (b + 1 == plan_.batches()) {
@@ -639,9 +638,9 @@ template <allocatable_tensor Tensor = host_tensor, communicator Comm, shard_load
 std::vector<named_tensor<Tensor>> shard_scatter(const Comm& comm, std::span<const shard_spec> specs,
                                                 Load&& load, const shard_options& options = {}) {
   using run_type = detail::shard_run<Tensor, Comm, std::remove_reference_t<Load>>;
-  static_assert(tensor_traits<Tensor>::space == memory_space::host &&
-                    tensor_traits<typename run_type::loaded>::space == memory_space::host,
-                "redist::shard_scatter: host tensors only (the owner slices and packs with memcpy)");
+  static_assert(tensor_space<Tensor> == memory_space::host &&
+                    tensor_space<typename run_type::loaded> == memory_space::host,
+                "redist::shard_scatter: host tensors only (the owner slices and packs in host memory)");
   run_type run(comm, specs, load, options);
   run.prepare();
   run.run();

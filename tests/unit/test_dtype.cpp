@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
 
 namespace {
 

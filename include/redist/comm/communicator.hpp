@@ -7,26 +7,15 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
 
 namespace redist {
-
-// A piece of memory that is sent (const_segment) or received into (segment): `bytes` bytes at `data`.
-struct const_segment {
-  const std::byte* data;
-  std::size_t bytes;
-};
-
-struct segment {
-  std::byte* data;
-  std::size_t bytes;
-};
 
 // The rank within a group of the communicator rank comm_rank, where the group's rank i is ranks[i]; -1 when
 // comm_rank is not in ranks.
@@ -74,7 +63,7 @@ namespace detail {
 // one buffer here, a peer's receive pieces get one landing block that unpack() spreads out once the exchange
 // is complete; a peer with one piece keeps it. Open MPI moves a contiguous block between the processes of a
 // node with a single copy, a derived datatype through a fragment pipeline several times slower, so one
-// memcpy per byte is the cheaper way to move scattered pieces. Points into the pieces it was given.
+// copy per byte is the cheaper way to move scattered pieces. Points into the pieces it was given.
 class packed_exchange {
  public:
   packed_exchange(std::span<const std::vector<const_segment>> send,
@@ -94,10 +83,8 @@ class packed_exchange {
         continue;
       }
       send_blocks_[p] = {{at, total(send[p])}};
-      for (const auto& s : send[p]) {
-        if (s.bytes != 0) std::memcpy(at, s.data, s.bytes);
-        at += s.bytes;
-      }
+      host_space::gather(send[p], at);
+      at += total(send[p]);
     }
     at = in_.get();
     for (std::size_t p = 0; p < recv.size(); ++p) {
@@ -116,12 +103,7 @@ class packed_exchange {
   // After the exchange: the landing blocks' bytes into the receive pieces.
   void unpack() const {
     for (std::size_t p = 0; p < recv_.size(); ++p) {
-      if (!scattered(recv_[p])) continue;
-      const std::byte* at = recv_blocks_[p].front().data;
-      for (const auto& s : recv_[p]) {
-        if (s.bytes != 0) std::memcpy(s.data, at, s.bytes);
-        at += s.bytes;
-      }
+      if (scattered(recv_[p])) host_space::scatter(recv_blocks_[p].front().data, recv_[p]);
     }
   }
 
@@ -132,9 +114,7 @@ class packed_exchange {
   }
   template <class Segment>
   static std::size_t total(const std::vector<Segment>& l) {
-    std::size_t bytes = 0;
-    for (const auto& s : l) bytes += s.bytes;
-    return bytes;
+    return total_bytes(std::span<const Segment>(l));
   }
 
   std::span<const std::vector<segment>> recv_;

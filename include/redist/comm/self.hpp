@@ -25,9 +25,6 @@ struct self_posted_recv {
   bool cancelled = false;  // its request was destroyed: a later send must not write into buf
 };
 
-// Copies n bytes; std::copy_n, unlike memcpy, accepts the null pointers of empty spans.
-inline void copy_bytes(const std::byte* from, std::size_t n, std::byte* to) { std::copy_n(from, n, to); }
-
 }  // namespace detail
 
 // A nonblocking operation of a self_communicator. Everything but an irecv posted before its send is complete
@@ -106,7 +103,7 @@ class self_communicator {
     check_rank("gatherv", "root", root);
     detail::check_layout("redist::self_communicator::gatherv", "recv", counts, displs, recv.size(), 1);
     check_count("gatherv", counts[0], send.size());
-    detail::copy_bytes(send.data(), send.size(), recv.data() + displs[0]);
+    host_space::copy(recv.data() + displs[0], send.data(), send.size());
   }
 
   void scatterv(std::span<const std::byte> send, std::span<const std::size_t> counts,
@@ -114,7 +111,7 @@ class self_communicator {
     check_rank("scatterv", "root", root);
     detail::check_layout("redist::self_communicator::scatterv", "send", counts, displs, send.size(), 1);
     check_count("scatterv", counts[0], recv.size());
-    detail::copy_bytes(send.data() + displs[0], recv.size(), recv.data());
+    host_space::copy(recv.data(), send.data() + displs[0], recv.size());
   }
 
   void alltoallv(std::span<const std::byte> send, std::span<const std::size_t> send_counts,
@@ -125,7 +122,7 @@ class self_communicator {
     detail::check_layout("redist::self_communicator::alltoallv", "recv", recv_counts, recv_displs,
                          recv.size(), 1);
     check_count("alltoallv", send_counts[0], recv_counts[0]);
-    detail::copy_bytes(send.data() + send_displs[0], send_counts[0], recv.data() + recv_displs[0]);
+    host_space::copy(recv.data() + recv_displs[0], send.data() + send_displs[0], send_counts[0]);
   }
 
   // Complete when it returns (alltoallv's copy); the request has nothing left to wait for.
@@ -139,7 +136,7 @@ class self_communicator {
     detail::check_layout("redist::self_communicator::ialltoallv", "recv", recv_counts, recv_displs,
                          recv.size(), 1);
     check_count("ialltoallv", send_counts[0], recv_counts[0]);
-    detail::copy_bytes(send.data() + send_displs[0], send_counts[0], recv.data() + recv_displs[0]);
+    host_space::copy(recv.data() + recv_displs[0], send.data() + send_displs[0], send_counts[0]);
     return {};
   }
 
@@ -160,7 +157,7 @@ class self_communicator {
       detail::fail("redist::self_communicator::alltoall: send has ", send.size(), " and recv ", recv.size(),
                    " bytes, expected 1 block of ", block, " bytes");
     }
-    detail::copy_bytes(send.data(), block, recv.data());
+    host_space::copy(recv.data(), send.data(), block);
   }
 
   std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
@@ -186,7 +183,7 @@ class self_communicator {
         it = posted_.erase(it);
       } else if (r.tag == tag) {
         check_message("send", tag, buf.size(), r.buf.size());
-        detail::copy_bytes(buf.data(), buf.size(), r.buf.data());
+        host_space::copy(r.buf.data(), buf.data(), buf.size());
         r.done = true;
         posted_.erase(it);
         return;
@@ -243,7 +240,7 @@ class self_communicator {
       for (std::size_t done = 0; done < r.bytes;) {
         const const_segment& s = send[0][piece];
         const std::size_t n = std::min(s.bytes - offset, r.bytes - done);
-        detail::copy_bytes(s.data + offset, n, r.data + done);
+        host_space::copy(r.data + done, s.data + offset, n);
         done += n;
         offset += n;
         if (offset == s.bytes) {
@@ -278,7 +275,7 @@ class self_communicator {
     const auto it = std::find_if(held_.begin(), held_.end(), [&](const auto& m) { return m.first == tag; });
     if (it == held_.end()) return false;
     check_message("recv", tag, it->second.size(), buf.size());
-    detail::copy_bytes(it->second.data(), it->second.size(), buf.data());
+    host_space::copy(buf.data(), it->second.data(), it->second.size());
     held_.erase(it);
     return true;
   }

@@ -1,12 +1,11 @@
 // redist::dtype: the ten element types a key's tensor may hold, their sizes and names.
-// Host conversions between f16/bf16 and f32 and the f32 round-trip check live here too.
+// Host conversions between f16/bf16 and f32 and the per-value f32 round-trip tests live here too.
 #pragma once
 
 #include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -239,61 +238,6 @@ inline bool f64_survives_f32(double x) noexcept {
   return (in_range & round_trips) | (a == std::numeric_limits<double>::infinity()) | (x != x);
 }
 
-// Checks whole blocks with a fixed-count, branch-free inner loop (which compilers vectorize); the scalar
-// loop then finds the exact index inside the first failing block, or checks the tail.
-template <class T, class Survives>
-std::size_t first_lossy_in(const void* data, std::size_t count, Survives survives) noexcept {
-  constexpr std::size_t block = 256;
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  const auto at = [bytes](std::size_t i) {
-    T v;
-    std::memcpy(&v, bytes + i * sizeof(T), sizeof(T));
-    return v;
-  };
-  std::size_t i = 0;
-  for (; count - i >= block; i += block) {
-    unsigned lossy = 0;  // an integer, not a bool: compilers vectorize integer OR reductions
-    for (std::size_t j = 0; j < block; ++j) lossy |= survives(at(i + j)) ? 0u : 1u;
-    if (lossy != 0) break;
-  }
-  for (; i < count; ++i) {
-    if (!survives(at(i))) return i;
-  }
-  return count;
-}
-
 }  // namespace detail
-
-// Index of the first of `count` elements of type t at `data` (aligned for t) that would not come back with
-// the same value from a trip through float32, or `count` if every one does. f32, f16, bf16, i8, i16, u8 and
-// bool always survive (a NaN stays a NaN, though a signalling one comes back quiet); i32/i64 survive when
-// exactly representable in a float; f64 when (double)(float)x == x, or x is NaN or infinite.
-inline std::size_t first_lossy_f32(dtype t, const void* data, std::size_t count) noexcept {
-  switch (t) {
-    case dtype::i32:
-      return detail::first_lossy_in<std::int32_t>(data, count,
-                                                  [](std::int32_t v) { return detail::int_survives_f32(v); });
-    case dtype::i64:
-      return detail::first_lossy_in<std::int64_t>(data, count,
-                                                  [](std::int64_t v) { return detail::int_survives_f32(v); });
-    case dtype::f64:
-      return detail::first_lossy_in<double>(data, count,
-                                            [](double v) { return detail::f64_survives_f32(v); });
-    case dtype::f32:
-    case dtype::f16:
-    case dtype::bf16:
-    case dtype::i8:
-    case dtype::i16:
-    case dtype::u8:
-    case dtype::boolean:
-      return count;
-  }
-  return count;
-}
-
-// Whether the one element of type t at `element` survives a trip through float32 (see first_lossy_f32).
-inline bool survives_f32(dtype t, const void* element) noexcept {
-  return first_lossy_f32(t, element, 1) == 1;
-}
 
 }  // namespace redist

@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <new>
 #include <span>
@@ -13,6 +12,7 @@
 
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 
@@ -42,7 +42,7 @@ class host_tensor {
   // Zero-filled.
   host_tensor(redist::dtype t, std::vector<std::int64_t> shape)
       : host_tensor(t, std::move(shape), no_fill{}) {
-    if (nbytes_ != 0) std::memset(bytes_.get(), 0, nbytes_);
+    host_space::fill(bytes_.get(), nbytes_);
   }
 
   // Contents left indeterminate, for buffers that are about to be overwritten whole.
@@ -51,7 +51,7 @@ class host_tensor {
   }
 
   host_tensor(const host_tensor& other) : host_tensor(other.dtype_, other.shape_, no_fill{}) {
-    if (nbytes_ != 0) std::memcpy(bytes_.get(), other.bytes_.get(), nbytes_);
+    host_space::copy(bytes_.get(), other.bytes_.get(), nbytes_);
   }
   host_tensor& operator=(const host_tensor& other) {
     if (this != &other) *this = host_tensor(other);

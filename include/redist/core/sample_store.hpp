@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
@@ -311,14 +310,10 @@ class sample_store {
     return batches_[s.batch]->fields()[s.field].seqlens[s.position];
   }
 
-  // The key's tensor for `slots`, allocated once; runs of samples adjacent in their source go in one memcpy.
+  // The key's tensor for `slots`, allocated once; runs of samples adjacent in their source go as one piece.
   Tensor pack(const key_schema& schema,
               std::span<const slot> slots) const requires detail::host_allocatable<Tensor> {
-    struct piece {
-      const std::byte* src;
-      std::size_t bytes;
-    };
-    std::vector<piece> pieces;
+    std::vector<const_segment> pieces;
     std::int64_t tokens = 0;
     for (const slot& s : slots) {
       const batch_type& b = *batches_[s.batch];
@@ -328,19 +323,12 @@ class sample_store {
       const byte_range range = b.sample_bytes(schema.name, s.position);
       if (range.size == 0) continue;
       const auto* src = static_cast<const std::byte*>(traits::data(*b.fields()[s.field].data)) + range.offset;
-      if (!pieces.empty() && pieces.back().src + pieces.back().bytes == src)
-        pieces.back().bytes += range.size;
-      else
-        pieces.push_back({src, range.size});
+      detail::append_piece(pieces, const_segment{src, range.size});
     }
     std::vector<std::int64_t> shape{tokens};
     shape.insert(shape.end(), schema.trailing_shape.begin(), schema.trailing_shape.end());
     Tensor t = traits::allocate(schema.dtype, shape);
-    auto* dst = static_cast<std::byte*>(traits::data(t));
-    for (const piece& p : pieces) {
-      std::memcpy(dst, p.src, p.bytes);
-      dst += p.bytes;
-    }
+    space_of<Tensor>::gather(pieces, static_cast<std::byte*>(traits::data(t)));
     return t;
   }
 

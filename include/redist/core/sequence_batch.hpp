@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -89,7 +88,8 @@ inline std::string shape_string(std::span<const std::int64_t> shape) {
 }
 
 template <class Tensor>
-concept host_allocatable = allocatable_tensor<Tensor> && tensor_traits<Tensor>::space == memory_space::host;
+concept host_allocatable = allocatable_tensor<Tensor> && tensor_space<Tensor>
+== memory_space::host;
 
 // What validation derives for one key: token offsets of each sample and the bytes of one token row.
 struct key_layout {
@@ -421,18 +421,14 @@ class sequence_batch {
   }
 
   // Builds a key from `count` samples; sample i is (batch index, position) = where(i) among `sources`.
-  // Adjacent source bytes are copied with one memcpy.
+  // Adjacent source bytes are copied as one piece.
   template <class Where>
   static field assemble(const field& like, std::span<const sequence_batch* const> sources, Where where,
                         std::size_t count) {
     field out{like.name, like.dtype, like.trailing_shape, {}, std::nullopt};
     out.seqlens.reserve(count, count);
     std::int64_t tokens = 0;
-    struct piece {
-      const std::byte* src;
-      std::size_t bytes;
-    };
-    std::vector<piece> pieces;
+    std::vector<const_segment> pieces;
     for (std::size_t i = 0; i < count; ++i) {
       const auto [b, pos] = where(i);
       const sequence_batch& src = *sources[b];
@@ -444,22 +440,14 @@ class sequence_batch {
       if (!like.data) continue;
       const auto* base = static_cast<const std::byte*>(traits::data(*src.fields_[k].data));
       const std::size_t rb = src.layouts_[k].row_bytes;
-      piece p{base + static_cast<std::size_t>(off[pos]) * rb,
-              static_cast<std::size_t>(off[pos + 1] - off[pos]) * rb};
-      if (!pieces.empty() && pieces.back().src + pieces.back().bytes == p.src)
-        pieces.back().bytes += p.bytes;
-      else if (p.bytes != 0)
-        pieces.push_back(p);
+      detail::append_piece(pieces, const_segment{base + static_cast<std::size_t>(off[pos]) * rb,
+                                                 static_cast<std::size_t>(off[pos + 1] - off[pos]) * rb});
     }
     if (like.data) {
       std::vector<std::int64_t> shape{tokens};
       shape.insert(shape.end(), like.trailing_shape.begin(), like.trailing_shape.end());
       out.data = traits::allocate(like.dtype, shape);
-      auto* dst = static_cast<std::byte*>(traits::data(*out.data));
-      for (const auto& p : pieces) {
-        std::memcpy(dst, p.src, p.bytes);
-        dst += p.bytes;
-      }
+      space_of<Tensor>::gather(pieces, static_cast<std::byte*>(traits::data(*out.data)));
     }
     return out;
   }

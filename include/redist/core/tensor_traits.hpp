@@ -8,17 +8,13 @@
 #include <span>
 
 #include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
 
 namespace redist {
-
-// Where a tensor's bytes live: host memory can be touched by the CPU and MPI; device memory needs NCCL or a
-// copy.
-enum class memory_space : std::uint8_t { host, device };
 
 // Specialize for a tensor type T. A tensor is dense, row-major and contiguous:
 //
 //   template <> struct redist::tensor_traits<my_tensor> {
-//     static constexpr redist::memory_space space = redist::memory_space::host;
 //     static void* data(my_tensor& t);                       // first byte
 //     static const void* data(const my_tensor& t);
 //     static redist::dtype dtype(const my_tensor& t);
@@ -28,6 +24,8 @@ enum class memory_space : std::uint8_t { host, device };
 //     static my_tensor allocate(redist::dtype t, std::span<const std::int64_t> shape);
 //     // Optional: checked by validation when present.
 //     static bool is_contiguous(const my_tensor& t);
+//     // Optional: where the bytes live (host when absent).
+//     static constexpr redist::memory_space space = redist::memory_space::host;
 //   };
 template <class T>
 struct tensor_traits {
@@ -77,9 +75,6 @@ constexpr bool diagnose_tensor_like() {
   static_assert(s,
                 "redist::tensor_like<T>: redist::tensor_traits<T> is not specialized for this type; "
                 "specialize it (see redist/core/tensor_traits.hpp)");
-  static_assert(
-      !s || traits_have_space<T>,
-      "redist::tensor_like<T>: tensor_traits<T> lacks `static constexpr redist::memory_space space`");
   static_assert(!s || traits_have_data<T>,
                 "redist::tensor_like<T>: tensor_traits<T> lacks `static void* data(T&)` and "
                 "`static const void* data(const T&)`");
@@ -94,8 +89,26 @@ constexpr bool diagnose_tensor_like() {
 }  // namespace detail
 
 template <class T>
-concept tensor_like = detail::traits_specialized<T> && detail::traits_have_space<T> &&
-    detail::traits_have_data<T> && detail::traits_have_dtype<T> && detail::traits_have_shape<T>;
+concept tensor_like = detail::traits_specialized<T> && detail::traits_have_data<T> &&
+    detail::traits_have_dtype<T> && detail::traits_have_shape<T>;
+
+namespace detail {
+
+template <class T>
+constexpr memory_space space_in_traits() noexcept {
+  if constexpr (traits_have_space<T>)
+    return tensor_traits<T>::space;
+  else
+    return memory_space::host;
+}
+
+}  // namespace detail
+
+// Where a tensor type's bytes live, and the memory space policy that copies them.
+template <class T>
+inline constexpr memory_space tensor_space = detail::space_in_traits<T>();
+template <class T>
+using space_of = typename space_policy<tensor_space<T>>::type;
 
 // A tensor_like type whose traits can also create tensors.
 template <class T>

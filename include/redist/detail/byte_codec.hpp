@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <string>
@@ -13,6 +14,18 @@
 #include "redist/core/error.hpp"
 
 namespace redist::detail {
+
+// A trivially copyable value's bytes at `to`, and the value back from them: fixed-layout headers.
+template <class T>
+void store_bytes(std::byte* to, const T& value) noexcept {
+  std::memcpy(to, &value, sizeof value);
+}
+template <class T>
+T load_bytes(const std::byte* from) noexcept {
+  T value;
+  std::memcpy(&value, from, sizeof value);
+  return value;
+}
 
 class metadata_writer {
  public:

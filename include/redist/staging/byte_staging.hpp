@@ -3,9 +3,9 @@
 #pragma once
 
 #include <cstddef>
-#include <cstring>
 
 #include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
 
 namespace redist {
 
@@ -28,10 +28,10 @@ struct byte_staging {
 
   // Copies wire bytes [from, from + n) of an item whose memory is `src` to `dst`, and back.
   static void pack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    if (n != 0) std::memcpy(dst, src + from, n);
+    host_space::copy(dst, src + from, n);
   }
   static void unpack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    if (n != 0) std::memcpy(dst + from, src, n);
+    host_space::copy(dst + from, src, n);
   }
 };
 

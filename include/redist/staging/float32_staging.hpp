@@ -4,11 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <limits>
-#include <type_traits>
 
 #include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
 
 namespace redist {
 
@@ -28,87 +26,13 @@ struct float32_staging {
   }
 
   // Casts the elements behind wire bytes [from, from + n) of an item whose memory is `src` to float32 at
-  // `dst`.
+  // `dst`, and back into the item's memory at `dst`.
   static void pack(dtype t, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    visit(t, [&]<class T>(T) {
-      for (std::size_t i = 0; i < n / sizeof(float); ++i) {
-        T v;
-        std::memcpy(&v, src + (from / sizeof(float) + i) * sizeof(T), sizeof(T));
-        const float f = to_f32(v);
-        std::memcpy(dst + i * sizeof(float), &f, sizeof(float));
-      }
-    });
+    host_space::to_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
   }
-
-  // Casts the float32 elements at `src` back to dtype t, into wire bytes [from, from + n) of the item at
-  // `dst`.
   static void unpack(dtype t, const std::byte* src, std::size_t from, std::size_t n,
                      std::byte* dst) noexcept {
-    visit(t, [&]<class T>(T) {
-      for (std::size_t i = 0; i < n / sizeof(float); ++i) {
-        float f;
-        std::memcpy(&f, src + i * sizeof(float), sizeof(float));
-        const T v = from_f32<T>(f);
-        std::memcpy(dst + (from / sizeof(float) + i) * sizeof(T), &v, sizeof(T));
-      }
-    });
-  }
-
- private:
-  template <class F>
-  static void visit(dtype t, F f) noexcept {
-    switch (t) {
-      case dtype::f32:
-        return f(float{});
-      case dtype::f64:
-        return f(double{});
-      case dtype::f16:
-        return f(f16{});
-      case dtype::bf16:
-        return f(bf16{});
-      case dtype::i8:
-        return f(std::int8_t{});
-      case dtype::i16:
-        return f(std::int16_t{});
-      case dtype::i32:
-        return f(std::int32_t{});
-      case dtype::i64:
-        return f(std::int64_t{});
-      case dtype::u8:
-        return f(std::uint8_t{});
-      case dtype::boolean:
-        return f(bool{});
-    }
-  }
-
-  template <class T>
-  static float to_f32(T v) noexcept {
-    if constexpr (std::is_same_v<T, f16>)
-      return f16_to_f32(v);
-    else if constexpr (std::is_same_v<T, bf16>)
-      return bf16_to_f32(v);
-    else
-      return static_cast<float>(v);
-  }
-
-  // Integers saturate: with allow_lossy a float may lie outside the type's range, or be NaN, where a plain
-  // cast would be undefined.
-  template <class T>
-  static T from_f32(float v) noexcept {
-    if constexpr (std::is_same_v<T, f16>)
-      return f32_to_f16(v);
-    else if constexpr (std::is_same_v<T, bf16>)
-      return f32_to_bf16(v);
-    else if constexpr (std::is_same_v<T, bool>)
-      return v != 0.0f;
-    else if constexpr (std::is_floating_point_v<T>)
-      return static_cast<T>(v);
-    else {
-      if (v != v) return T{0};
-      if (v <= static_cast<float>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
-      if (v >= static_cast<float>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-      return static_cast<T>(v);
-    }
+    host_space::from_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
   }
 };
 

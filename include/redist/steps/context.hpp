@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -229,11 +228,10 @@ class step_context {
                        key, "'");
         const auto from = loc->batch->sample_bytes(key, loc->position);
         const auto to = out_->sample_bytes(key, i);
-        if (to.size != 0)
-          std::memcpy(
-              dst + to.offset,
-              static_cast<const std::byte*>(tensor_traits<Tensor>::data(loc->batch->data(key))) + from.offset,
-              to.size);
+        space_of<Tensor>::copy(
+            dst + to.offset,
+            static_cast<const std::byte*>(tensor_traits<Tensor>::data(loc->batch->data(key))) + from.offset,
+            to.size);
       }
     }
   }

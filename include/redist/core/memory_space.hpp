@@ -1,0 +1,228 @@
+// Memory spaces: where a tensor's bytes live (redist::memory_space, in a tensor's traits), the pieces of
+// memory the library moves, and the policy of each space that makes every byte copy the library makes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "redist/core/dtype.hpp"
+
+namespace redist {
+
+// Where a tensor's bytes live: host memory can be touched by the CPU and MPI; device memory needs NCCL or a
+// copy.
+enum class memory_space : std::uint8_t { host, device };
+
+// A piece of memory that is sent or read (const_segment) or received into or written (segment): `bytes` bytes
+// at `data`.
+struct const_segment {
+  const std::byte* data;
+  std::size_t bytes;
+};
+
+struct segment {
+  std::byte* data;
+  std::size_t bytes;
+};
+
+namespace detail {
+
+// Adds a piece to a list, merged into the last one when it continues it: pieces adjacent in memory then move
+// as one block. Empty pieces are dropped.
+template <class Segment>
+void append_piece(std::vector<Segment>& out, Segment s) {
+  if (s.bytes == 0) return;
+  if (!out.empty() && out.back().data + out.back().bytes == s.data) {
+    out.back().bytes += s.bytes;
+  } else {
+    out.push_back(s);
+  }
+}
+
+template <class Segment>
+std::size_t total_bytes(std::span<const Segment> pieces) noexcept {
+  std::size_t n = 0;
+  for (const auto& s : pieces) n += s.bytes;
+  return n;
+}
+
+// Checks whole blocks with a fixed-count, branch-free inner loop (which compilers vectorize); the scalar
+// loop then finds the exact index inside the first failing block, or checks the tail.
+template <class T, class Survives>
+std::size_t first_lossy_in(const void* data, std::size_t count, Survives survives) noexcept {
+  constexpr std::size_t block = 256;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  const auto at = [bytes](std::size_t i) {
+    T v;
+    std::memcpy(&v, bytes + i * sizeof(T), sizeof(T));
+    return v;
+  };
+  std::size_t i = 0;
+  for (; count - i >= block; i += block) {
+    unsigned lossy = 0;  // an integer, not a bool: compilers vectorize integer OR reductions
+    for (std::size_t j = 0; j < block; ++j) lossy |= survives(at(i + j)) ? 0u : 1u;
+    if (lossy != 0) break;
+  }
+  for (; i < count; ++i) {
+    if (!survives(at(i))) return i;
+  }
+  return count;
+}
+
+}  // namespace detail
+
+// Index of the first of `count` elements of type t at `data` (aligned for t) that would not come back with
+// the same value from a trip through float32, or `count` if every one does. f32, f16, bf16, i8, i16, u8 and
+// bool always survive (a NaN stays a NaN, though a signalling one comes back quiet); i32/i64 survive when
+// exactly representable in a float; f64 when (double)(float)x == x, or x is NaN or infinite.
+inline std::size_t first_lossy_f32(dtype t, const void* data, std::size_t count) noexcept {
+  switch (t) {
+    case dtype::i32:
+      return detail::first_lossy_in<std::int32_t>(data, count,
+                                                  [](std::int32_t v) { return detail::int_survives_f32(v); });
+    case dtype::i64:
+      return detail::first_lossy_in<std::int64_t>(data, count,
+                                                  [](std::int64_t v) { return detail::int_survives_f32(v); });
+    case dtype::f64:
+      return detail::first_lossy_in<double>(data, count,
+                                            [](double v) { return detail::f64_survives_f32(v); });
+    case dtype::f32:
+    case dtype::f16:
+    case dtype::bf16:
+    case dtype::i8:
+    case dtype::i16:
+    case dtype::u8:
+    case dtype::boolean:
+      return count;
+  }
+  return count;
+}
+
+// Whether the one element of type t at `element` survives a trip through float32 (see first_lossy_f32).
+inline bool survives_f32(dtype t, const void* element) noexcept {
+  return first_lossy_f32(t, element, 1) == 1;
+}
+
+// The host memory space: the CPU copies with memcpy. The only code of the library that copies tensor bytes
+// (the codecs of metadata aside); a device space offers the same operations, on a stream.
+struct host_space {
+  static constexpr memory_space space = memory_space::host;
+
+  static void copy(std::byte* to, const std::byte* from, std::size_t n) noexcept {
+    if (n != 0) std::memcpy(to, from, n);
+  }
+  static void fill(std::byte* to, std::size_t n, std::byte value = std::byte{0}) noexcept {
+    if (n != 0) std::memset(to, static_cast<int>(value), n);
+  }
+  // The pieces one after another into one block at `to`.
+  static void gather(std::span<const const_segment> pieces, std::byte* to) noexcept {
+    for (const auto& s : pieces) {
+      copy(to, s.data, s.bytes);
+      to += s.bytes;
+    }
+  }
+  // One block at `from` spread over the pieces, in order.
+  static void scatter(const std::byte* from, std::span<const segment> pieces) noexcept {
+    for (const auto& s : pieces) {
+      copy(s.data, from, s.bytes);
+      from += s.bytes;
+    }
+  }
+
+  // Elements [first, first + n) of an array of dtype t at `src`, cast to n float32 values at `dst`.
+  static void to_f32(dtype t, const std::byte* src, std::size_t first, std::size_t n,
+                     std::byte* dst) noexcept {
+    visit(t, [&]<class T>(T) {
+      for (std::size_t i = 0; i < n; ++i) {
+        T v;
+        std::memcpy(&v, src + (first + i) * sizeof(T), sizeof(T));
+        const float f = cast_to_f32(v);
+        std::memcpy(dst + i * sizeof(float), &f, sizeof(float));
+      }
+    });
+  }
+  // n float32 values at `src` cast back to dtype t, into elements [first, first + n) of the array at `dst`.
+  static void from_f32(dtype t, const std::byte* src, std::size_t first, std::size_t n,
+                       std::byte* dst) noexcept {
+    visit(t, [&]<class T>(T) {
+      for (std::size_t i = 0; i < n; ++i) {
+        float f;
+        std::memcpy(&f, src + i * sizeof(float), sizeof(float));
+        const T v = cast_from_f32<T>(f);
+        std::memcpy(dst + (first + i) * sizeof(T), &v, sizeof(T));
+      }
+    });
+  }
+
+ private:
+  template <class F>
+  static void visit(dtype t, F f) noexcept {
+    switch (t) {
+      case dtype::f32:
+        return f(float{});
+      case dtype::f64:
+        return f(double{});
+      case dtype::f16:
+        return f(f16{});
+      case dtype::bf16:
+        return f(bf16{});
+      case dtype::i8:
+        return f(std::int8_t{});
+      case dtype::i16:
+        return f(std::int16_t{});
+      case dtype::i32:
+        return f(std::int32_t{});
+      case dtype::i64:
+        return f(std::int64_t{});
+      case dtype::u8:
+        return f(std::uint8_t{});
+      case dtype::boolean:
+        return f(bool{});
+    }
+  }
+
+  template <class T>
+  static float cast_to_f32(T v) noexcept {
+    if constexpr (std::is_same_v<T, f16>)
+      return f16_to_f32(v);
+    else if constexpr (std::is_same_v<T, bf16>)
+      return bf16_to_f32(v);
+    else
+      return static_cast<float>(v);
+  }
+
+  // Integers saturate: with allow_lossy a float may lie outside the type's range, or be NaN, where a plain
+  // cast would be undefined.
+  template <class T>
+  static T cast_from_f32(float v) noexcept {
+    if constexpr (std::is_same_v<T, f16>)
+      return f32_to_f16(v);
+    else if constexpr (std::is_same_v<T, bf16>)
+      return f32_to_bf16(v);
+    else if constexpr (std::is_same_v<T, bool>)
+      return v != 0.0f;
+    else if constexpr (std::is_floating_point_v<T>)
+      return static_cast<T>(v);
+    else {
+      if (v != v) return T{0};
+      if (v <= static_cast<float>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
+      if (v >= static_cast<float>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+      return static_cast<T>(v);
+    }
+  }
+};
+
+// The policy of a memory space; a device space is declared by the header that brings it.
+template <memory_space S>
+struct space_policy;
+template <>
+struct space_policy<memory_space::host> {
+  using type = host_space;
+};
+
+}  // namespace redist
