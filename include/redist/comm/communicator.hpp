@@ -24,6 +24,15 @@ inline int group_rank(std::span<const int> ranks, int comm_rank) noexcept {
   return it == ranks.end() ? -1 : static_cast<int>(it - ranks.begin());
 }
 
+// A group of point-to-point transfers (the shape NCCL offers): sends and receives posted, then finish()ed
+// into one request that completes them all.
+template <class G, class Request>
+concept p2p_group = requires(G& g, std::span<const std::byte> cbuf, std::span<std::byte> buf) {
+  g.send(cbuf, 0);
+  g.recv(buf, 0);
+  { std::move(g).finish() } -> std::same_as<Request>;
+};
+
 // A communicator: ranks 0..size()-1, byte-based collectives that every rank calls, point to point and
 // nonblocking operations (all of them returning the one request type, whose wait() completes them), and
 // cached sub-communicators of a rank set (group(), nullptr on non-members).
@@ -55,6 +64,7 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   { c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes) } -> std::same_as<typename C::request>;
   { c.ialltoall_segments(send_pieces, recv_pieces) } -> std::same_as<typename C::request>;
   c.irecv(buf, 0, 0).wait();
+  { c.start_group() } -> p2p_group<typename C::request>;
 };
 
 namespace detail {

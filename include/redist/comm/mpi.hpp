@@ -162,10 +162,11 @@ struct mpi_collective_args {
 }  // namespace detail
 
 // A nonblocking operation in flight: one MPI request per chunk of at most INT_MAX bytes (one in all for a
-// nonblocking all-to-all, which also owns the arguments MPI reads until completion). Move-only. wait()
-// completes every chunk, then throws redist::error if one failed (an irecv also when a message of another
-// size arrived). Destroying a pending request waits for it and ignores errors (destructors never throw): MPI
-// is never left reading or writing a buffer, array or datatype its owner believes free.
+// nonblocking all-to-all, which also owns the arguments MPI reads until completion; one per chunk of every
+// transfer of a point-to-point group). Move-only. wait() completes every chunk, then throws redist::error if
+// one failed (a receive also when a message of another size arrived). Destroying a pending request waits for
+// it and ignores errors (destructors never throw): MPI is never left reading or writing a buffer, array or
+// datatype its owner believes free.
 //
 // Chunks are completed one MPI_Wait at a time, never by MPI_Waitall: all of them are already started, so the
 // order costs nothing, and Open MPI 4.1's MPI_Waitall can spin forever on a request that failed (a truncated
@@ -178,9 +179,8 @@ class mpi_request {
     if (this != &other) {
       finish();
       requests_ = std::exchange(other.requests_, {});
+      expected_ = std::exchange(other.expected_, {});
       args_ = std::move(other.args_);
-      recv_bytes_ = other.recv_bytes_;
-      chunk_ = other.chunk_;
     }
     return *this;
   }
@@ -198,22 +198,31 @@ class mpi_request {
       if (failure) continue;
       try {
         detail::mpi_check(rc, "MPI_Wait");
-        if (recv_bytes_ != not_a_recv) {  // chunk k holds the bytes from k * chunk_ on
-          const std::size_t expected = std::min(chunk_, recv_bytes_ - std::min(recv_bytes_, k * chunk_));
-          detail::check_received(status, static_cast<int>(expected), "irecv");
-        }
+        if (expected_[k] != not_a_recv) detail::check_received(status, expected_[k], "irecv");
       } catch (...) {
         failure = std::current_exception();
       }
     }
     requests_.clear();
+    expected_.clear();
     args_.reset();
     if (failure) std::rethrow_exception(failure);
   }
 
  private:
   friend class mpi_communicator;
-  static constexpr std::size_t not_a_recv = SIZE_MAX;
+  friend class mpi_p2p_group;
+  static constexpr int not_a_recv = -1;
+
+  // Starts one chunk: begin(&handle) returns MPI's code; a receive's chunk names the bytes it expects.
+  template <class Begin>
+  void add(const char* what, int expected, Begin begin) {
+    MPI_Request& handle = requests_.emplace_back(MPI_REQUEST_NULL);
+    expected_.push_back(expected);
+    const int rc = begin(&handle);
+    if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
+    detail::mpi_check(rc, what);
+  }
 
   // Waits for one chunk and releases it, also when it failed (Open MPI keeps a failed request allocated).
   static int complete(MPI_Request& handle, MPI_Status* status) noexcept {
@@ -233,12 +242,12 @@ class mpi_request {
       static_cast<void>(args_.release());  // its datatypes may not be freed after MPI_Finalize: leaked
     }
     requests_.clear();
+    expected_.clear();
   }
 
   std::vector<MPI_Request> requests_;                  // empty once complete
+  std::vector<int> expected_;                          // per request: a receive's bytes, or not_a_recv
   std::unique_ptr<detail::mpi_collective_args> args_;  // a nonblocking collective's, freed once complete
-  std::size_t recv_bytes_ = not_a_recv;  // an irecv's size, to check what arrived in each chunk_-byte chunk
-  std::size_t chunk_ = 0;
 };
 
 // Completes every request, then throws the first failure, if any.
@@ -253,6 +262,40 @@ inline void wait_all(std::span<mpi_request> requests) {
   }
   if (failure) std::rethrow_exception(failure);
 }
+
+// A group of point-to-point transfers, the shape NCCL offers (group start, sends and receives, group end):
+// send() and recv() start them at once (MPI_Isend, MPI_Irecv, chunked at INT_MAX bytes) on a tag of their
+// own, and finish() hands back the request that completes them all. Between two ranks, the transfers of
+// every group match in the order they were posted (MPI never reorders messages of one tag), so several
+// groups may be in flight. Each side names the exact size; a zero-byte transfer is not posted.
+class mpi_p2p_group {
+ public:
+  static constexpr int tag = 0x6770;
+
+  void send(std::span<const std::byte> buf, int peer) {
+    if (buf.empty()) return;
+    detail::for_each_chunk(buf.size(), [&](std::size_t offset, int n) {
+      r_.add("MPI_Isend", mpi_request::not_a_recv, [&](MPI_Request* h) {
+        return MPI_Isend(buf.data() + offset, n, MPI_BYTE, peer, tag, comm_, h);
+      });
+    });
+  }
+  void recv(std::span<std::byte> buf, int peer) {
+    if (buf.empty()) return;
+    detail::for_each_chunk(buf.size(), [&](std::size_t offset, int n) {
+      r_.add("MPI_Irecv", n, [&](MPI_Request* h) {
+        return MPI_Irecv(buf.data() + offset, n, MPI_BYTE, peer, tag, comm_, h);
+      });
+    });
+  }
+  [[nodiscard]] mpi_request finish() && { return std::move(r_); }
+
+ private:
+  friend class mpi_communicator;
+  explicit mpi_p2p_group(MPI_Comm comm) noexcept : comm_(comm) {}
+  MPI_Comm comm_;
+  mpi_request r_;  // destroyed pending (an exception between sends): waits for what was started
+};
 
 // A communicator over a duplicate of the user's MPI_Comm (MPI_Comm_dup), so redist's messages never match the
 // user's; errors on it return (MPI_ERRORS_RETURN) and become redist::error. The user's communicator is never
@@ -496,23 +539,23 @@ class mpi_communicator {
 
   // ---- nonblocking: the buffer must stay alive and untouched until the request completes ----
   [[nodiscard]] mpi_request isend(std::span<const std::byte> buf, int dst, int tag) const {
-    return start(buf.size(), "MPI_Isend", [&](std::size_t offset, int n, MPI_Request* r) {
+    return start(buf.size(), "MPI_Isend", false, [&](std::size_t offset, int n, MPI_Request* r) {
       return MPI_Isend(buf.data() + offset, n, MPI_BYTE, dst, tag, native(), r);
     });
   }
 
   [[nodiscard]] mpi_request irecv(std::span<std::byte> buf, int src, int tag) const {
-    mpi_request r = start(buf.size(), "MPI_Irecv", [&](std::size_t offset, int n, MPI_Request* h) {
+    return start(buf.size(), "MPI_Irecv", true, [&](std::size_t offset, int n, MPI_Request* h) {
       return MPI_Irecv(buf.data() + offset, n, MPI_BYTE, src, tag, native(), h);
     });
-    r.recv_bytes_ = buf.size();
-    r.chunk_ = detail::max_count();
-    return r;
   }
+
+  // A group of point-to-point transfers (see mpi_p2p_group); not collective: only the peers take part.
+  [[nodiscard]] mpi_p2p_group start_group() const noexcept { return mpi_p2p_group(native()); }
 
   // Collective: every rank starts it in the same order relative to the other collectives.
   [[nodiscard]] mpi_request ibroadcast(std::span<std::byte> buf, int root) const {
-    return start(buf.size(), "MPI_Ibcast", [&](std::size_t offset, int n, MPI_Request* r) {
+    return start(buf.size(), "MPI_Ibcast", false, [&](std::size_t offset, int n, MPI_Request* r) {
       return MPI_Ibcast(buf.data() + offset, n, MPI_BYTE, root, native(), r);
     });
   }
@@ -584,15 +627,13 @@ class mpi_communicator {
     return result;
   }
 
-  // One request per chunk: begin(offset, count, &handle) starts it and returns MPI's code.
+  // One request per chunk: begin(offset, count, &handle) starts it and returns MPI's code; a receive's
+  // chunks check what arrives.
   template <class Begin>
-  static mpi_request start(std::size_t bytes, const char* what, Begin begin) {
+  static mpi_request start(std::size_t bytes, const char* what, bool receive, Begin begin) {
     mpi_request r;
     detail::for_each_chunk(bytes, [&](std::size_t offset, int n) {
-      MPI_Request& handle = r.requests_.emplace_back(MPI_REQUEST_NULL);
-      const int rc = begin(offset, n, &handle);
-      if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
-      detail::mpi_check(rc, what);
+      r.add(what, receive ? n : mpi_request::not_a_recv, [&](MPI_Request* h) { return begin(offset, n, h); });
     });
     return r;
   }
@@ -612,11 +653,10 @@ class mpi_communicator {
     MPI_Datatype* const types = a.types.data();
     const void* sbuf = describe(from_me, ints, ints + n, types, a.owned);
     void* rbuf = const_cast<void*>(describe(to_me, ints + 2 * n, ints + 3 * n, types + n, a.owned));
-    MPI_Request& handle = r.requests_.emplace_back(MPI_REQUEST_NULL);
-    const int rc = MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n, types + n,
-                                  native(), &handle);
-    if (rc != MPI_SUCCESS) handle = MPI_REQUEST_NULL;
-    detail::mpi_check(rc, "MPI_Ialltoallw");
+    r.add("MPI_Ialltoallw", mpi_request::not_a_recv, [&](MPI_Request* h) {
+      return MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n, types + n,
+                            native(), h);
+    });
     return r;
   }
 

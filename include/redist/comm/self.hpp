@@ -69,6 +69,42 @@ inline void wait_all(std::span<self_request> requests) {
   for (self_request& r : requests) r.wait();
 }
 
+// A group of point-to-point transfers on one process: sends and receives to rank 0 are matched in the order
+// they were posted when the group finishes, each send copied into its receive (sizes must agree). Zero-byte
+// transfers are not posted, as on mpi_communicator.
+class self_p2p_group {
+ public:
+  void send(std::span<const std::byte> buf, int peer) {
+    check_peer("send", peer);
+    if (!buf.empty()) sends_.push_back(buf);
+  }
+  void recv(std::span<std::byte> buf, int peer) {
+    check_peer("recv", peer);
+    if (!buf.empty()) recvs_.push_back(buf);
+  }
+  [[nodiscard]] self_request finish() && {
+    if (sends_.size() != recvs_.size()) {
+      detail::fail("redist::self_communicator: a point-to-point group posts ", sends_.size(), " sends and ",
+                   recvs_.size(), " receives to rank 0");
+    }
+    for (std::size_t i = 0; i < sends_.size(); ++i) {
+      if (sends_[i].size() != recvs_[i].size()) {
+        detail::fail("redist::self_communicator: a point-to-point group's send ", i, " of ", sends_[i].size(),
+                     " bytes meets a receive of ", recvs_[i].size());
+      }
+      host_space::copy(recvs_[i].data(), sends_[i].data(), sends_[i].size());
+    }
+    return {};
+  }
+
+ private:
+  static void check_peer(const char* op, int peer) {
+    if (peer != 0) detail::fail("redist::self_communicator: a group's ", op, " names rank ", peer, ", not 0");
+  }
+  std::vector<std::span<const std::byte>> sends_;
+  std::vector<std::span<std::byte>> recvs_;
+};
+
 // One process: size 1, rank 0; sub-groups are itself. Messages to itself match as MPI's do (by tag, in order
 // of posting); a blocking receive with nothing sent throws instead of waiting forever. Not thread-safe.
 // Move-only, since it may hold messages in flight.
@@ -216,6 +252,8 @@ class self_communicator {
     posted_.push_back(posted);
     return self_request(std::move(posted));
   }
+
+  [[nodiscard]] self_p2p_group start_group() const noexcept { return {}; }
 
   [[nodiscard]] self_request ibroadcast(std::span<std::byte> buf, int root) const {
     broadcast(buf, root);
