@@ -15,9 +15,8 @@
 //   mpirun -np 8 ./example_bench_shard --check          the full benchmark (316 MB), every result verified
 //   mpirun -np 8 ./example_bench_shard                  no arguments: --quick --check, what CTest runs
 // More: --layers N (100, 10 tensors each), --hidden N (384), --ffn N (1024), --iters N (10), --warmup N (2),
-// --budget BYTES (shard_options' max_batch_bytes), --direct-min BYTES (the smallest piece received in place,
-// redist::detail::shard_direct_min, to measure the choice). --quick: hidden 48 and ffn 96 unless given (4.3
-// MB), 1 warm-up + 3 timed iterations. Exits non-zero when a byte is wrong or on an error; targets missed are
+// --budget BYTES (shard_options' max_batch_bytes). --quick: hidden 48 and ffn 96 unless given (4.3 MB), 1
+// warm-up + 3 timed iterations. Exits non-zero when a byte is wrong or on an error; targets missed are
 // reported, not failed.
 #include <mpi.h>
 
@@ -323,7 +322,7 @@ struct config {
 config parse(int argc, char** argv) {
   redist::bench::command_line args(argc, argv, "bench_shard",
                                    "[--check] [--quick] [--layers N] [--hidden N] [--ffn N] [--iters N] "
-                                   "[--warmup N] [--budget BYTES] [--direct-min BYTES]",
+                                   "[--warmup N] [--budget BYTES]",
                                    "--quick --check");
   config c;
   if (args.empty()) c.quick = c.check = true;
@@ -345,8 +344,6 @@ config parse(int argc, char** argv) {
       c.warmup = static_cast<int>(std::min<std::uint64_t>(integer(0), 100000));
     } else if (a == "--budget") {
       c.budget = static_cast<std::size_t>(integer(0));
-    } else if (a == "--direct-min") {
-      redist::detail::shard_direct_min = static_cast<std::size_t>(integer(0));
     } else {
       args.unknown();
     }

@@ -29,6 +29,7 @@
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
+#include "redist/staging/exchange.hpp"
 
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
 // negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
@@ -544,8 +545,8 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
       }
     }
   }
-  comm.alltoall_segments(std::span<const std::vector<const_segment>>(send),
-                         std::span<const std::vector<segment>>(recv));
+  detail::exchange_segments(comm, std::span<const std::vector<const_segment>>(send),
+                            std::span<const std::vector<segment>>(recv));
   return std::move(*out);
 }
 

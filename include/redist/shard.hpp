@@ -27,6 +27,7 @@
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
+#include "redist/staging/exchange.hpp"
 
 namespace redist {
 
@@ -43,8 +44,7 @@ struct shard_options {
   // The most bytes one rank packs to send, or receives, in one batch (each direction, its own shards of the
   // tensors it owns excluded). Tensors join a batch in spec order while every rank stays within it; a tensor
   // that alone exceeds it is a batch of its own. shard_scatter packs one batch while the previous one moves,
-  // so its send staging peaks at about twice this (two batches). It receives in place, but for shards under
-  // 64 KiB, which it stages too (twice what such shards of a batch take, at most twice this again).
+  // so its send staging peaks at about twice this (two batches), and so does its receive staging.
   std::size_t max_batch_bytes = std::size_t{64} << 20;
   // Staging memory from the caller, at least shard_workspace_bytes(...) bytes, reused from call to call
   // (fresh memory costs page faults that can cost more than the copies). Empty: shard_scatter allocates
@@ -281,22 +281,12 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
          shape_text(s.shape);
 }
 
-// The smallest piece of a batch that a rank receives straight into its result; smaller ones land in staging
-// and are copied out after the wait. In place saves staging (page faults when it is fresh) and a copy, but
-// MPI then moves a derived datatype block by block (Open MPI 4.1: through its copy-in/copy-out pipeline, not
-// the single copy of a contiguous message), and a source whose pieces are all staged needs no datatype (three
-// MPI calls fewer). Measured with bench_shard at 2 and 4 ranks: 64 KiB was as fast as 4 KiB on a 316 MB model
-// (its large shards still land in place) and left the 4.3 MB model without datatypes. Each rank decides for
-// its own receive side alone, so the value need not agree between ranks; tests and the benchmark change it.
-inline std::size_t shard_direct_min = std::size_t{64} << 10;
-
 // A piece of what a rank receives from one owner in a batch: a tensor's shard (or copy), or the flag.
 struct shard_piece {
-  static constexpr std::size_t flag = SIZE_MAX;    // spec: the success flag
-  static constexpr std::size_t direct = SIZE_MAX;  // staged: received into its result
+  static constexpr std::size_t flag = SIZE_MAX;  // spec: the success flag
   std::size_t spec = 0;
   std::size_t bytes = 0;
-  std::size_t staged = direct;  // else its offset in the batch's receive staging
+  std::size_t staged = 0;  // its offset in the batch's receive staging
 };
 
 // Within a batch, the block from an owner to another rank holds the owner's tensors of the batch in spec
@@ -306,7 +296,7 @@ struct shard_layout {
   std::vector<std::size_t> send_counts, send_displs;
   std::size_t block = 0;       // bytes of tensors in each block this rank sends
   std::size_t send_bytes = 0;  // this rank's send staging
-  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min
+  std::size_t staged = 0;      // this rank's receive staging: every piece, each source's in one block
   std::vector<std::vector<shard_piece>> from;  // per source rank, what arrives, in order
   bool moves = false;  // whether the batch is exchanged: some bytes cross ranks, or it is the last
 };
@@ -331,7 +321,6 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
   for (std::size_t o = 0; o < n; ++o) {
     if (last && o != mine) l.from[o].push_back({shard_piece::flag, 1});
     for (shard_piece& piece : l.from[o]) {
-      if (piece.bytes >= shard_direct_min) continue;
       piece.staged = l.staged;
       l.staged += piece.bytes;
     }
@@ -346,8 +335,8 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
   }
 }
 
-// Staging bytes on rank `mine`: send for even and odd batches, then receive (the pieces under
-// shard_direct_min) for even and odd batches; the largest batch of each parity, as two are in flight at once.
+// Staging bytes on rank `mine`: send for even and odd batches, then receive for even and odd batches; the
+// largest batch of each parity, as two are in flight at once.
 inline std::array<std::size_t, 4> staging_bytes(const shard_plan& plan, std::span<const shard_sizes> sizes,
                                                 std::size_t mine, std::size_t n) {
   std::array<std::size_t, 4> need{};
@@ -439,8 +428,6 @@ class shard_run {
   }
 
  private:
-  using request = typename Comm::request;
-
   bool whole(std::size_t i) const noexcept { return !specs_[i].shard_dim || n_ == 1; }
   bool moved_in(std::size_t i) const noexcept {  // a result taken over from load's tensor, not allocated
     return std::is_same_v<loaded, Tensor> && plan_.owners[i] == me_ && whole(i);
@@ -500,29 +487,21 @@ class shard_run {
     if (l.moves) post(slot);
   }
 
-  // Starts the exchange of the batch packed in slot: one block to each other rank, and from each the pieces
-  // in place or in staging, staged ones in a row merged into one block.
+  // Starts the exchange of the batch packed in slot: one block to each other rank, and from each one block
+  // of receive staging holding its pieces in a row (copied out after the wait: MPI moves a contiguous block
+  // between the processes of a node in one copy, a derived datatype through its copy-in/copy-out pipeline,
+  // and bench_shard measured staging everything as fast as receiving large shards in place).
   void post(std::size_t slot) {
     const shard_layout& l = layouts_[slot];
     for (std::size_t p = 0; p < n_; ++p) {
-      send_pieces_[p].clear();
+      send_pieces_[slot][p].clear();
       if (l.send_counts[p] != 0)
-        send_pieces_[p].push_back({send_[slot].data() + l.send_displs[p], l.send_counts[p]});
-      std::vector<segment>& into = recv_pieces_[p];
-      into.clear();
-      for (const shard_piece& piece : l.from[p]) {
-        std::byte* const to =
-            piece.staged == shard_piece::direct ? destination(piece, p) : recv_[slot].data() + piece.staged;
-        if (!into.empty() && into.back().data + into.back().bytes == to) {
-          into.back().bytes += piece.bytes;
-        } else {
-          into.push_back({to, piece.bytes});
-        }
-      }
+        send_pieces_[slot][p].push_back({send_[slot].data() + l.send_displs[p], l.send_counts[p]});
+      recv_pieces_[slot][p].clear();
+      for (const shard_piece& piece : l.from[p])
+        append_piece(recv_pieces_[slot][p], segment{recv_[slot].data() + piece.staged, piece.bytes});
     }
-    in_flight_[slot].emplace(
-        comm_.ialltoall_segments(std::span<const std::vector<const_segment>>(send_pieces_),
-                                 std::span<const std::vector<segment>>(recv_pieces_)));
+    in_flight_[slot].emplace(comm_, send_pieces_[slot], recv_pieces_[slot]);
   }
 
   // Where a piece from rank `from` belongs: its result, or the success flag from that rank.
@@ -572,12 +551,9 @@ class shard_run {
     if (!l.moves) return;
     in_flight_[slot]->wait();
     in_flight_[slot].reset();
-    for (std::size_t o = 0; o < n_; ++o) {
-      for (const shard_piece& piece : l.from[o]) {
-        if (piece.staged != shard_piece::direct)
-          host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
-      }
-    }
+    for (std::size_t o = 0; o < n_; ++o)
+      for (const shard_piece& piece : l.from[o])
+        host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
     if (b + 1 == plan_.batches()) {
       for (std::size_t o = 0; o < n_; ++o) peer_failed_ = peer_failed_ || flags_[o] != std::byte{0};
     }
@@ -597,12 +573,15 @@ class shard_run {
   std::span<std::byte> send_[2], recv_[2];  // staging, per batch parity
   shard_layout layouts_[2];
   std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);  // where the shards for each rank go
-  std::vector<std::vector<const_segment>> send_pieces_ = std::vector<std::vector<const_segment>>(n_);
-  std::vector<std::vector<segment>> recv_pieces_ = std::vector<std::vector<segment>>(n_);
+  std::vector<std::vector<const_segment>> send_pieces_[2] = {std::vector<std::vector<const_segment>>(n_),
+                                                             std::vector<std::vector<const_segment>>(n_)};
+  std::vector<std::vector<segment>> recv_pieces_[2] = {std::vector<std::vector<segment>>(n_),
+                                                       std::vector<std::vector<segment>>(n_)};
   std::vector<std::byte> flags_ = std::vector<std::byte>(n_);  // each rank's success flag (own: 0)
   std::string problem_;
   bool peer_failed_ = false;
-  std::optional<request> in_flight_[2];  // declared last, destroyed first: completes before staging goes
+  std::optional<segment_exchange<Comm>> in_flight_[2];  // declared last, destroyed first: completes before
+                                                        // staging goes
 };
 
 }  // namespace detail
@@ -617,23 +596,22 @@ class shard_run {
 // that is a Tensor. load may return any host tensor_like type by value (a host_tensor_view of a
 // memory-mapped file works).
 //
-// Communication: one allreduce checks the specs; then per batch one nonblocking all-to-all (and its wait)
-// moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b moves (as
-// far as the transport moves data by itself: Open MPI 4.1 between the processes of one node copies a large
-// message inside MPI calls, so there the batches' copies take turns: at 2 ranks, 1 or 20 batches of a 316 MB
-// model took the same time; the batch size then bounds the staging memory). A batch in which no byte crosses
-// ranks is not exchanged, unless it is the last, which also carries every rank's success flag. A replicated
-// tensor travels as size() - 1 copies from its owner (keep large tensors sharded). Each rank receives the
-// shards (or copies) of 64 KiB or more straight into its results, through one derived datatype per source;
-// smaller ones land in staging and are copied once more.
+// Communication: one allreduce checks the specs; then per batch one group of point-to-point transfers (and
+// its wait) moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b
+// moves (as far as the transport moves data by itself: Open MPI 4.1 between the processes of one node copies
+// a large message inside MPI calls, so there the batches' copies take turns: at 2 ranks, 1 or 20 batches of a
+// 316 MB model took the same time; the batch size then bounds the staging memory). A batch in which no byte
+// crosses ranks is not exchanged, unless it is the last, which also carries every rank's success flag. A
+// replicated tensor travels as size() - 1 copies from its owner (keep large tensors sharded). Each rank
+// receives each source's block into staging and copies the shards into its results.
 //
-// Errors, the same redist::error on every rank, before any data moves: specs that differ between ranks (the
-// minimum and maximum of their hashes differ); invalid specs (duplicate names, negative extents, sizes that
-// overflow, shard dims out of range or whose extent does not divide by size(), owners out of range); a
-// workspace too small, staging or results that cannot be allocated. A load that throws (its text becomes
-// the message) or returns a tensor unlike its spec fails on its owner only, while batches move: that rank
-// loads nothing more and sends filler, and after the last batch every rank throws the lowest failing rank's
-// message. Nothing is returned then, and the communicator stays usable.
+// Errors, the same redist::error on every rank, before any data moves: specs or budgets that differ between
+// ranks; invalid specs (duplicate names, negative extents, sizes that overflow, shard dims out of range or
+// whose extent does not divide by size(), owners out of range); a workspace too small, staging or results
+// that cannot be allocated. A load that throws (its text becomes the message) or returns a tensor unlike its
+// spec fails on its owner only, while batches move: that rank loads nothing more and sends filler, and after
+// the last batch every rank throws the lowest failing rank's message. Nothing is returned then, and the
+// communicator stays usable.
 template <allocatable_tensor Tensor = host_tensor, communicator Comm, shard_loader Load>
 std::vector<named_tensor<Tensor>> shard_scatter(const Comm& comm, std::span<const shard_spec> specs,
                                                 Load&& load, const shard_options& options = {}) {

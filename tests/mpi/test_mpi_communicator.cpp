@@ -21,6 +21,7 @@
 #include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
+#include "redist/staging/exchange.hpp"
 
 namespace {
 
@@ -267,8 +268,8 @@ void check_alltoall_segments(const mpi_communicator& c, std::uint64_t seed) {
     fill(std::span(want).subspan(r.at, r.bytes), seed, static_cast<int>(r.peer), c.rank(), r.offset);
     recv_pieces[r.peer].push_back({recv.data() + r.at, r.bytes});
   }
-  c.alltoall_segments(send_pieces, recv_pieces);
-  check_bytes(recv, want, "alltoall_segments");
+  redist::detail::exchange_segments(c, send_pieces, recv_pieces);
+  check_bytes(recv, want, "exchange_segments");
 }
 
 void check_alltoall(const mpi_communicator& c, std::uint64_t seed) {
@@ -592,7 +593,8 @@ TEST_CASE("errors are redist::error on every rank, without hanging") {
   const sizes zeros(static_cast<std::size_t>(size), 0);
   CHECK_THROWS_WITH_AS(c.alltoallv(buf, past_end, zeros, buf, zeros, zeros),
                        Contains("exceeds the buffer of 8"), redist::error);
-  CHECK_THROWS_WITH_AS(c.alltoall_segments({}, {}), Contains("expected one per rank"), redist::error);
+  CHECK_THROWS_WITH_AS(redist::detail::exchange_segments(c, {}, {}), Contains("expected one per rank"),
+                       redist::error);
   // Root-only checks, on a group of this rank alone (each rank the root of its own): no other rank waits.
   const mpi_communicator* alone = c.group(std::vector<int>{rank});
   CHECK_THROWS_WITH_AS(alone->gatherv(buf, buf, sizes{5}, sizes{0}, 0),
@@ -759,7 +761,7 @@ TEST_CASE("more than INT_MAX bytes in one call (np = 2)") {
   } else {
     recv_pieces[0] = {{buf.data() + half, big_bytes - half}, {buf.data(), half}};
   }
-  c.alltoall_segments(send_pieces, recv_pieces);
+  redist::detail::exchange_segments(c, send_pieces, recv_pieces);
   if (rank == 1) {
     CHECK(is_periodic(buf.data() + half, big_bytes - half, 0));
     CHECK(is_periodic(buf.data(), half, big_bytes - half));

@@ -230,20 +230,6 @@ void check_budgets(const mpi_communicator& c, std::uint64_t seed) {
   }
 }
 
-// Sets how large a piece must be for this rank to receive it in place, for one scope.
-class scoped_direct_min {
- public:
-  explicit scoped_direct_min(std::size_t bytes) : old_(redist::detail::shard_direct_min) {
-    redist::detail::shard_direct_min = bytes;
-  }
-  ~scoped_direct_min() { redist::detail::shard_direct_min = old_; }
-  scoped_direct_min(const scoped_direct_min&) = delete;
-  scoped_direct_min& operator=(const scoped_direct_min&) = delete;
-
- private:
-  std::size_t old_;
-};
-
 std::vector<shard_spec> good_specs(int ranks) {
   return {{"a", dtype::f32, {2, 3 * static_cast<std::int64_t>(ranks)}, 1, std::nullopt},
           {"b", dtype::i8, {5}, std::nullopt, 0},
@@ -281,28 +267,22 @@ TEST_CASE("shard_scatter on the world: random specs, one batch to one tensor per
   check_budgets(c, seed);
 }
 
-TEST_CASE("shard_scatter receives in place, in staging, or both, each rank choosing alone") {
+TEST_CASE("shard_scatter stages each source's block: the workspace it asks for is enough, and exact") {
   REDIST_AGREED_SEED(seed);
   const mpi_communicator c(MPI_COMM_WORLD);
-  const std::vector<shard_spec> specs = random_specs(seed ^ 6, c.size(), 40);
-  std::size_t staged_only = 0;
-  {
-    const scoped_direct_min never(SIZE_MAX);  // the old way: every piece staged and copied out
-    check_budgets(c, seed ^ 6);
-    staged_only = redist::shard_workspace_bytes(specs, c.rank(), c.size());
-  }
-  {
-    const scoped_direct_min always(0);  // every piece in place, the flags too: no receive staging
-    check_budgets(c, seed ^ 7);
-    CHECK(redist::shard_workspace_bytes(specs, c.rank(), c.size()) <= staged_only);
-  }
-  {
-    // Ranks differ: in place, staged, or split at a size that cuts the random specs' pieces both ways.
-    const std::size_t cuts[] = {0, SIZE_MAX, 5, 40};
-    const scoped_direct_min mixed(cuts[static_cast<std::size_t>(c.rank()) % 4]);
-    check_budgets(c, seed ^ 8);
-    const auto reversed = redist::test::reversed_world();
-    check_budgets(mpi_communicator(reversed.get()), seed ^ 9);
+  check_budgets(c, seed ^ 6);
+  // A workspace of exactly shard_workspace_bytes, on every rank, at every budget.
+  const std::vector<shard_spec> specs = random_specs(seed ^ 7, c.size(), 40);
+  for (const std::size_t budget :
+       {redist::shard_options{}.max_batch_bytes, std::size_t{256}, std::size_t{0}}) {
+    std::vector<std::byte> ws(
+        redist::shard_workspace_bytes(specs, c.rank(), c.size(), {.max_batch_bytes = budget}));
+    const auto results =
+        redist::shard_scatter(c, specs, [&](std::size_t i) { return full_tensor(3, i, specs[i]); },
+                              {.max_batch_bytes = budget, .workspace = ws});
+    const std::string problem = check_results(results, specs, 3, c.rank(), c.size());
+    INFO("budget " << budget << ": " << problem);
+    CHECK(redist::test::all_ranks(problem.empty()));
   }
 }
 

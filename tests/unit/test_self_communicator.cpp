@@ -11,6 +11,7 @@
 
 #include "redist/comm/communicator.hpp"
 #include "redist/comm/self.hpp"
+#include "redist/staging/exchange.hpp"
 
 namespace {
 
@@ -106,18 +107,18 @@ TEST_CASE("collectives copy from this rank to itself") {
   c.alltoall({}, {}, 0);
 }
 
-// alltoall_segments, or ialltoall_segments (complete when it returns) and its wait.
+// exchange_segments, or a segment_exchange (complete when it is made, on one process) and its wait.
 template <class Send, class Recv>
 void segments(bool nonblocking, const self_communicator& c, const Send& send, const Recv& recv) {
-  if (!nonblocking) return c.alltoall_segments(send, recv);
-  self_communicator::request r = c.ialltoall_segments(send, recv);
-  CHECK_FALSE(r.pending());
-  r.wait();
+  if (!nonblocking) return redist::detail::exchange_segments(c, send, recv);
+  redist::detail::segment_exchange<self_communicator> x(c, send, recv);
+  CHECK_FALSE(x.pending());
+  x.wait();
 }
 
-TEST_CASE("alltoall_segments and ialltoall_segments stream pieces cut differently on both sides") {
+TEST_CASE("the segment exchange streams a rank's pieces to itself, cut differently on both sides") {
   for (const bool nonblocking : {false, true}) {
-    INFO((nonblocking ? "ialltoall_segments" : "alltoall_segments"));
+    INFO((nonblocking ? "segment_exchange" : "exchange_segments"));
     const self_communicator c;
     const bytes data = numbered(23, 5);
     // Send: pieces of 2, 0, 5 and 16 bytes from scattered places of one buffer, in this order.
@@ -143,16 +144,13 @@ TEST_CASE("alltoall_segments and ialltoall_segments stream pieces cut differentl
     CHECK(target == want);
 
     recv[0].pop_back();
-    const std::string op = nonblocking ? "ialltoall_segments" : "alltoall_segments";
-    CHECK_THROWS_WITH_AS(
-        segments(nonblocking, c, send, recv),
-        ("redist::self_communicator::" + op + ": 23 bytes are sent but the receive expects 11").c_str(),
-        redist::error);
+    CHECK_THROWS_WITH_AS(segments(nonblocking, c, send, recv),
+                         "redist::exchange_segments: rank 0 sends itself 23 bytes but expects 11",
+                         redist::error);
     const std::vector<std::vector<redist::const_segment>> none;
     CHECK_THROWS_WITH_AS(
         segments(nonblocking, c, none, recv),
-        ("redist::self_communicator::" + op + ": 0 send and 1 receive piece lists, expected one per rank (1)")
-            .c_str(),
+        "redist::exchange_segments: 0 send and 1 receive piece lists, expected one per rank (1)",
         redist::error);
     std::vector<std::vector<redist::const_segment>> nothing(1);
     std::vector<std::vector<redist::segment>> nowhere(1);

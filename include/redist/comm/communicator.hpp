@@ -40,8 +40,7 @@ concept p2p_group = requires(G& g, std::span<const std::byte> cbuf, std::span<st
 template <class C>
 concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<const std::byte> cbuf,
                                 std::span<const std::size_t> sizes, std::span<const int> ranks,
-                                std::span<const std::vector<const_segment>> send_pieces,
-                                std::span<const std::vector<segment>> recv_pieces, std::uint64_t value) {
+                                std::uint64_t value) {
   typename C::request;
   { c.rank() } -> std::same_as<int>;
   { c.size() } -> std::same_as<int>;
@@ -50,7 +49,6 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.gatherv(cbuf, buf, sizes, sizes, 0);
   c.scatterv(cbuf, sizes, sizes, buf, 0);
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
-  c.alltoall_segments(send_pieces, recv_pieces);
   c.alltoall(cbuf, buf, std::size_t{1});
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
   { c.allreduce_max(value) } -> std::same_as<std::uint64_t>;
@@ -62,76 +60,11 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   { c.irecv(buf, 0, 0) } -> std::same_as<typename C::request>;
   { c.ibroadcast(buf, 0) } -> std::same_as<typename C::request>;
   { c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes) } -> std::same_as<typename C::request>;
-  { c.ialltoall_segments(send_pieces, recv_pieces) } -> std::same_as<typename C::request>;
   c.irecv(buf, 0, 0).wait();
   { c.start_group() } -> p2p_group<typename C::request>;
 };
 
 namespace detail {
-
-// An exchange's pieces with each peer's several pieces made one block: a peer's send pieces are packed into
-// one buffer here, a peer's receive pieces get one landing block that unpack() spreads out once the exchange
-// is complete; a peer with one piece keeps it. Open MPI moves a contiguous block between the processes of a
-// node with a single copy, a derived datatype through a fragment pipeline several times slower, so one
-// copy per byte is the cheaper way to move scattered pieces. Points into the pieces it was given.
-class packed_exchange {
- public:
-  packed_exchange(std::span<const std::vector<const_segment>> send,
-                  std::span<const std::vector<segment>> recv)
-      : recv_(recv), send_blocks_(send.size()), recv_blocks_(recv.size()) {
-    std::size_t out = 0, in = 0;
-    for (const auto& l : send)
-      if (scattered(l)) out += total(l);
-    for (const auto& l : recv)
-      if (scattered(l)) in += total(l);
-    out_.reset(new std::byte[out]);  // uninitialized: every byte is written before it is read
-    in_.reset(new std::byte[in]);
-    std::byte* at = out_.get();
-    for (std::size_t p = 0; p < send.size(); ++p) {
-      if (!scattered(send[p])) {
-        send_blocks_[p] = send[p];
-        continue;
-      }
-      send_blocks_[p] = {{at, total(send[p])}};
-      host_space::gather(send[p], at);
-      at += total(send[p]);
-    }
-    at = in_.get();
-    for (std::size_t p = 0; p < recv.size(); ++p) {
-      if (!scattered(recv[p])) {
-        recv_blocks_[p] = recv[p];
-        continue;
-      }
-      recv_blocks_[p] = {{at, total(recv[p])}};
-      at += total(recv[p]);
-    }
-  }
-
-  std::span<const std::vector<const_segment>> send() const noexcept { return send_blocks_; }
-  std::span<const std::vector<segment>> recv() const noexcept { return recv_blocks_; }
-
-  // After the exchange: the landing blocks' bytes into the receive pieces.
-  void unpack() const {
-    for (std::size_t p = 0; p < recv_.size(); ++p) {
-      if (scattered(recv_[p])) host_space::scatter(recv_blocks_[p].front().data, recv_[p]);
-    }
-  }
-
- private:
-  template <class Segment>
-  static bool scattered(const std::vector<Segment>& l) {
-    return std::count_if(l.begin(), l.end(), [](const Segment& s) { return s.bytes != 0; }) > 1;
-  }
-  template <class Segment>
-  static std::size_t total(const std::vector<Segment>& l) {
-    return total_bytes(std::span<const Segment>(l));
-  }
-
-  std::span<const std::vector<segment>> recv_;
-  std::vector<std::vector<const_segment>> send_blocks_;
-  std::vector<std::vector<segment>> recv_blocks_;
-  std::unique_ptr<std::byte[]> out_, in_;
-};
 
 // Throws unless ranks are distinct ranks of a communicator of `size` ranks. Needs no communication, so every
 // rank that calls group() with the same bad set throws the same error.

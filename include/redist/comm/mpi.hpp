@@ -418,41 +418,6 @@ class mpi_communicator {
                           [&](int p) { return std::span(&from[index(p)], 1); });
   }
 
-  // alltoall_segments' exchange, started: the pieces send[p] lists, in order, go to rank p; the bytes from
-  // rank p fill the pieces recv[p] lists, in order (their total is what rank p sends). Nothing is packed
-  // (the request would have to unpack at its wait): one MPI_Ialltoallw, a peer's single piece as MPI_BYTE
-  // blocks, a peer's several pieces as one hindexed datatype (distances from a side's lowest piece), split at
-  // max_count(); each side decides alone. A datatype costs three local MPI calls per peer and is moved
-  // block by block: Open MPI 4.1 receives into one through its copy-in/copy-out pipeline, where a contiguous
-  // message between the processes of a node takes a single copy. With many small pieces, packing them (or
-  // receiving into one buffer and unpacking: detail::packed_exchange) is the caller's choice.
-  [[nodiscard]] mpi_request ialltoall_segments(std::span<const std::vector<const_segment>> send,
-                                               std::span<const std::vector<segment>> recv) const {
-    const auto n = static_cast<std::size_t>(size_);
-    if (send.size() != n || recv.size() != n) {
-      detail::fail("redist::mpi_communicator::ialltoall_segments: ", send.size(), " send and ", recv.size(),
-                   " receive piece lists, expected one per rank (", n, ")");
-    }
-    return start_exchange([&](int p) { return std::span(send[index(p)]); },
-                          [&](int p) { return std::span(recv[index(p)]); });
-  }
-
-  // The pieces send[p] lists, in order, go to rank p; the bytes from rank p fill the pieces recv[p] lists, in
-  // order (their total is what rank p sends). One MPI_Alltoallw. A peer's
-  // several pieces are packed (received into one block and unpacked): see detail::packed_exchange.
-  void alltoall_segments(std::span<const std::vector<const_segment>> send,
-                         std::span<const std::vector<segment>> recv) const {
-    const auto n = static_cast<std::size_t>(size_);
-    if (send.size() != n || recv.size() != n) {
-      detail::fail("redist::mpi_communicator::alltoall_segments: ", send.size(), " send and ", recv.size(),
-                   " receive piece lists, expected one per rank (", n, ")");
-    }
-    const detail::packed_exchange packed(send, recv);
-    exchange([&](int p) { return std::span(packed.send()[index(p)]); },
-             [&](int p) { return std::span(packed.recv()[index(p)]); });
-    packed.unpack();
-  }
-
   // Equal blocks: send and recv hold size() blocks of `block` bytes; block p goes to (comes from) rank p.
   void alltoall(std::span<const std::byte> send, std::span<std::byte> recv, std::size_t block) const {
     std::size_t total = 0;

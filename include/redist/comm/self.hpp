@@ -176,18 +176,6 @@ class self_communicator {
     return {};
   }
 
-  // Streams the send pieces into the receive pieces, however the two are cut.
-  void alltoall_segments(std::span<const std::vector<const_segment>> send,
-                         std::span<const std::vector<segment>> recv) const {
-    copy_segments("alltoall_segments", send, recv);
-  }
-
-  // Complete when it returns (alltoall_segments' copy).
-  [[nodiscard]] self_request ialltoall_segments(std::span<const std::vector<const_segment>> send,
-                                                std::span<const std::vector<segment>> recv) const {
-    copy_segments("ialltoall_segments", send, recv);
-    return {};
-  }
   void alltoall(std::span<const std::byte> send, std::span<std::byte> recv, std::size_t block) const {
     if (send.size() != block || recv.size() != block) {
       detail::fail("redist::self_communicator::alltoall: send has ", send.size(), " and recv ", recv.size(),
@@ -261,34 +249,6 @@ class self_communicator {
   }
 
  private:
-  static void copy_segments(const char* op, std::span<const std::vector<const_segment>> send,
-                            std::span<const std::vector<segment>> recv) {
-    if (send.size() != 1 || recv.size() != 1) {
-      detail::fail("redist::self_communicator::", op, ": ", send.size(), " send and ", recv.size(),
-                   " receive piece lists, expected one per rank (1)");
-    }
-    std::size_t sent = 0;
-    std::size_t room = 0;
-    for (const const_segment& s : send[0]) sent += s.bytes;
-    for (const segment& r : recv[0]) room += r.bytes;
-    check_count(op, sent, room);
-    std::size_t piece = 0;
-    std::size_t offset = 0;  // within send[0][piece]
-    for (const segment& r : recv[0]) {
-      for (std::size_t done = 0; done < r.bytes;) {
-        const const_segment& s = send[0][piece];
-        const std::size_t n = std::min(s.bytes - offset, r.bytes - done);
-        host_space::copy(r.data + done, s.data + offset, n);
-        done += n;
-        offset += n;
-        if (offset == s.bytes) {
-          ++piece;
-          offset = 0;
-        }
-      }
-    }
-  }
-
   static void check_rank(const char* op, const char* role, int r) {
     if (r != 0)
       detail::fail("redist::self_communicator::", op, ": ", role, " ", r, " is not 0, the only rank");

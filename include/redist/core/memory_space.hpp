@@ -2,6 +2,7 @@
 // memory the library moves, and the policy of each space that makes every byte copy the library makes.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -131,6 +132,24 @@ struct host_space {
     for (const auto& s : pieces) {
       copy(s.data, from, s.bytes);
       from += s.bytes;
+    }
+  }
+
+  // The bytes of the pieces `from` into the pieces `to`, in order, however the two lists are cut; their
+  // totals are equal.
+  static void copy_pieces(std::span<const const_segment> from, std::span<const segment> to) noexcept {
+    std::size_t piece = 0, offset = 0;  // within from[piece]
+    for (const segment& r : to) {
+      for (std::size_t done = 0; done < r.bytes;) {
+        while (from[piece].bytes == offset) {
+          ++piece;
+          offset = 0;
+        }
+        const std::size_t n = std::min(from[piece].bytes - offset, r.bytes - done);
+        copy(r.data + done, from[piece].data + offset, n);
+        done += n;
+        offset += n;
+      }
     }
   }
 

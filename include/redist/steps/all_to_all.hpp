@@ -8,10 +8,12 @@
 #include <cstddef>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "redist/comm/communicator.hpp"
 #include "redist/plan/steps.hpp"
+#include "redist/staging/exchange.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
@@ -98,9 +100,8 @@ struct all_to_all_policy {
     std::vector<std::vector<std::vector<const_segment>>> send(parts,
                                                               std::vector<std::vector<const_segment>>(n));
     std::vector<std::vector<std::vector<segment>>> recv(parts, std::vector<std::vector<segment>>(n));
-    std::vector<detail::packed_exchange> packed;
-    packed.reserve(parts);
-    std::vector<typename std::decay_t<decltype(comm)>::request> started;  // completed before packed is freed
+    using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>>;
+    std::vector<std::optional<exchange>> started(parts);
     for (std::size_t part = 0; part < parts; ++part) {
       for (const auto* r : sends) {
         if (!in_part(r, part)) continue;
@@ -112,13 +113,9 @@ struct all_to_all_policy {
         const auto [b, e] = Context::window(length[r->payload], k, rounds);
         ctx.recv_pieces(mine.at(r->payload), b, e, recv[part][static_cast<std::size_t>(r->src)], nullptr);
       }
-      packed.emplace_back(send[part], recv[part]);
-      started.push_back(comm.ialltoall_segments(packed.back().send(), packed.back().recv()));
+      started[part].emplace(comm, send[part], recv[part]);
     }
-    for (std::size_t part = 0; part < parts; ++part) {
-      started[part].wait();
-      packed[part].unpack();
-    }
+    for (auto& e : started) e->wait();
   }
 
   // Average bytes per rank and key from which a step's keys move in separate exchanges: above it, copying
@@ -178,7 +175,7 @@ struct all_to_all_policy {
         trash_at += block - (e - b);
       }
     }
-    comm.alltoall_segments(send, recv);
+    detail::exchange_segments(comm, send, recv);
     in_at = 0;
     for (const auto* r : recvs) {
       const auto [b, e] = Context::window(length[r->payload], k, rounds);

@@ -11,6 +11,7 @@
 
 #include "redist/comm/communicator.hpp"
 #include "redist/plan/steps.hpp"
+#include "redist/staging/exchange.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
@@ -79,7 +80,7 @@ struct scatter_policy {
           const auto [b, e] = Context::window(streams[my_list].bytes(), k, rounds);
           ctx.recv_pieces(streams[my_list], b, e, recv[group_root], nullptr);
         }
-        group->alltoall_segments(send, recv);
+        detail::exchange_segments(*group, send, recv);
         continue;
       }
       if (root) {
@@ -101,7 +102,7 @@ struct scatter_policy {
         in.resize(size_of_window(my_list));
         recv[group_root].push_back({in.data(), in.size()});
       }
-      group->alltoall_segments(send, recv);
+      detail::exchange_segments(*group, send, recv);
       if (my_list != SIZE_MAX) {
         const auto [b, e] = Context::window(streams[my_list].bytes(), k, rounds);
         ctx.unpack(streams[my_list], b, e, in.data());

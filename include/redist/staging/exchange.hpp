@@ -1,0 +1,151 @@
+// The staging layer's exchange of pieces, written once above the communicator concept: each peer's pieces,
+// several of them packed into one block (received into one landing block and spread out after), moved by one
+// group of point-to-point transfers; a rank's pieces to itself are copied straight across.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "redist/comm/communicator.hpp"
+#include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
+
+namespace redist::detail {
+
+// An exchange's pieces with each other peer's several pieces made one block: a peer's send pieces are packed
+// into one buffer here, a peer's receive pieces get one landing block that unpack() spreads out once the
+// transfers are complete; a peer with one piece keeps it, and peer `self` is left alone. Open MPI moves a
+// contiguous block between the processes of a node with a single copy, a derived datatype through a
+// fragment pipeline several times slower, so one copy per byte is the cheaper way to move scattered pieces.
+// Keeps its own copy of the receive pieces it unpacks into: the caller's lists may change once it is made.
+template <class Space = host_space>
+class packed_exchange {
+ public:
+  packed_exchange(std::span<const std::vector<const_segment>> send,
+                  std::span<const std::vector<segment>> recv, std::size_t self)
+      : self_(self), send_blocks_(send.size()), recv_blocks_(recv.size()) {
+    std::size_t out = 0, in = 0;
+    for (std::size_t p = 0; p < send.size(); ++p)
+      if (scattered(send[p], p)) out += total(send[p]);
+    for (std::size_t p = 0; p < recv.size(); ++p)
+      if (scattered(recv[p], p)) in += total(recv[p]);
+    if (out != 0) out_.reset(new std::byte[out]);  // uninitialized: every byte is written before it is read
+    if (in != 0) in_.reset(new std::byte[in]);
+    std::byte* at = out_.get();
+    for (std::size_t p = 0; p < send.size(); ++p) {
+      if (!scattered(send[p], p)) {
+        send_blocks_[p] = send[p];
+        continue;
+      }
+      send_blocks_[p] = {{at, total(send[p])}};
+      Space::gather(send[p], at);
+      at += total(send[p]);
+    }
+    at = in_.get();
+    for (std::size_t p = 0; p < recv.size(); ++p) {
+      if (!scattered(recv[p], p)) {
+        recv_blocks_[p] = recv[p];
+        continue;
+      }
+      recv_blocks_[p] = {{at, total(recv[p])}};
+      unpack_.push_back({at, recv[p]});
+      at += total(recv[p]);
+    }
+  }
+
+  std::span<const std::vector<const_segment>> send() const noexcept { return send_blocks_; }
+  std::span<const std::vector<segment>> recv() const noexcept { return recv_blocks_; }
+
+  // After the transfers: the landing blocks' bytes into the receive pieces.
+  void unpack() const {
+    for (const auto& [block, pieces] : unpack_) Space::scatter(block, pieces);
+  }
+
+ private:
+  template <class Segment>
+  bool scattered(const std::vector<Segment>& l, std::size_t peer) const {
+    std::size_t pieces = 0;
+    for (const auto& s : l) pieces += s.bytes != 0 ? 1 : 0;
+    return peer != self_ && pieces > 1;
+  }
+  template <class Segment>
+  static std::size_t total(const std::vector<Segment>& l) {
+    return total_bytes(std::span<const Segment>(l));
+  }
+
+  std::size_t self_;
+  std::vector<std::pair<const std::byte*, std::vector<segment>>> unpack_;  // landing block, its pieces
+  std::vector<std::vector<const_segment>> send_blocks_;
+  std::vector<std::vector<segment>> recv_blocks_;
+  std::unique_ptr<std::byte[]> out_, in_;
+};
+
+// An exchange of pieces in flight: the pieces send[p] lists, in order, go to rank p; the bytes from rank p
+// fill the pieces recv[p] lists, in order (their total is what rank p sends). Started on construction: a
+// peer's pieces packed, every transfer posted in one group (peers in rotated order), this rank's own pieces
+// copied; wait() completes the transfers and unpacks. The pieces must stay alive and untouched until then;
+// destroying it pending waits for the transfers (ignoring errors), so no transfer writes into memory its
+// owner freed.
+template <class Comm, class Space = host_space>
+class segment_exchange {
+ public:
+  segment_exchange(const Comm& comm, std::span<const std::vector<const_segment>> send,
+                   std::span<const std::vector<segment>> recv)
+      : packed_(checked(comm, send, recv)) {
+    const int n = comm.size();
+    const int me = comm.rank();
+    auto g = comm.start_group();
+    for (int k = 1; k < n; ++k) {
+      const auto to = static_cast<std::size_t>((me + k) % n);
+      const auto from = static_cast<std::size_t>((me - k + n) % n);
+      for (const auto& s : packed_.send()[to]) g.send({s.data, s.bytes}, static_cast<int>(to));
+      for (const auto& s : packed_.recv()[from]) g.recv({s.data, s.bytes}, static_cast<int>(from));
+    }
+    const auto own = static_cast<std::size_t>(me);
+    if (total_bytes(std::span(send[own])) != total_bytes(std::span(recv[own]))) {
+      fail("redist::exchange_segments: rank ", me, " sends itself ", total_bytes(std::span(send[own])),
+           " bytes but expects ", total_bytes(std::span(recv[own])));
+    }
+    Space::copy_pieces(send[own], recv[own]);
+    request_.emplace(std::move(g).finish());
+  }
+  segment_exchange(segment_exchange&&) = delete;
+  segment_exchange& operator=(segment_exchange&&) = delete;
+  ~segment_exchange() = default;  // request_ (declared last) completes before the packed buffers go
+
+  bool pending() const noexcept { return request_.has_value() && request_->pending(); }
+
+  void wait() {
+    if (!request_) return;
+    request_->wait();
+    request_.reset();
+    packed_.unpack();
+  }
+
+ private:
+  static packed_exchange<Space> checked(const Comm& comm, std::span<const std::vector<const_segment>> send,
+                                        std::span<const std::vector<segment>> recv) {
+    const auto n = static_cast<std::size_t>(comm.size());
+    if (send.size() != n || recv.size() != n) {
+      fail("redist::exchange_segments: ", send.size(), " send and ", recv.size(),
+           " receive piece lists, expected one per rank (", n, ")");
+    }
+    return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()));
+  }
+
+  packed_exchange<Space> packed_;
+  std::optional<typename Comm::request> request_;
+};
+
+// The blocking form: started and completed.
+template <class Space = host_space, class Comm>
+void exchange_segments(const Comm& comm, std::span<const std::vector<const_segment>> send,
+                       std::span<const std::vector<segment>> recv) {
+  segment_exchange<Comm, Space>(comm, send, recv).wait();
+}
+
+}  // namespace redist::detail
