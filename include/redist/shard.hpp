@@ -27,7 +27,6 @@
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
-#include "redist/staging/exchange.hpp"
 
 namespace redist {
 
@@ -44,7 +43,8 @@ struct shard_options {
   // The most bytes one rank packs to send, or receives, in one batch (each direction, its own shards of the
   // tensors it owns excluded). Tensors join a batch in spec order while every rank stays within it; a tensor
   // that alone exceeds it is a batch of its own. shard_scatter packs one batch while the previous one moves,
-  // so its send staging peaks at about twice this (two batches), and so does its receive staging.
+  // so its send staging peaks at about twice this (two batches). It receives in place, but for shards under
+  // 64 KiB, which it stages too (twice what such shards of a batch take, at most twice this again).
   std::size_t max_batch_bytes = std::size_t{64} << 20;
   // Staging memory from the caller, at least shard_workspace_bytes(...) bytes, reused from call to call
   // (fresh memory costs page faults that can cost more than the copies). Empty: shard_scatter allocates
@@ -281,12 +281,20 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
          shape_text(s.shape);
 }
 
+// The smallest piece of a batch that a rank receives straight into its result (each source's message spread
+// over its pieces by the transport); smaller ones land in staging and are copied out after the wait. In place
+// saves a copy, but Open MPI 4.1 moves a derived datatype through its copy-in/copy-out pipeline, not the
+// single copy of a contiguous message, so small pieces are cheaper staged. bench_shard at 2 ranks, 316 MB
+// model: 28-34 ms with large shards in place, 40-43 ms with every piece staged.
+inline constexpr std::size_t shard_direct_min = std::size_t{64} << 10;
+
 // A piece of what a rank receives from one owner in a batch: a tensor's shard (or copy), or the flag.
 struct shard_piece {
-  static constexpr std::size_t flag = SIZE_MAX;  // spec: the success flag
+  static constexpr std::size_t flag = SIZE_MAX;    // spec: the success flag
+  static constexpr std::size_t direct = SIZE_MAX;  // staged: received into its result
   std::size_t spec = 0;
   std::size_t bytes = 0;
-  std::size_t staged = 0;  // its offset in the batch's receive staging
+  std::size_t staged = direct;  // else its offset in the batch's receive staging
 };
 
 // Within a batch, the block from an owner to another rank holds the owner's tensors of the batch in spec
@@ -296,7 +304,7 @@ struct shard_layout {
   std::vector<std::size_t> send_counts, send_displs;
   std::size_t block = 0;       // bytes of tensors in each block this rank sends
   std::size_t send_bytes = 0;  // this rank's send staging
-  std::size_t staged = 0;      // this rank's receive staging: every piece, each source's in one block
+  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min
   std::vector<std::vector<shard_piece>> from;  // per source rank, what arrives, in order
   bool moves = false;  // whether the batch is exchanged: some bytes cross ranks, or it is the last
 };
@@ -321,6 +329,7 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
   for (std::size_t o = 0; o < n; ++o) {
     if (last && o != mine) l.from[o].push_back({shard_piece::flag, 1});
     for (shard_piece& piece : l.from[o]) {
+      if (piece.bytes >= shard_direct_min) continue;
       piece.staged = l.staged;
       l.staged += piece.bytes;
     }
@@ -335,7 +344,8 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
   }
 }
 
-// Staging bytes on rank `mine`: send for even and odd batches, then receive for even and odd batches; the
+// Staging bytes on rank `mine`: send for even and odd batches, then receive (the pieces under
+// shard_direct_min) for even and odd batches; the
 // largest batch of each parity, as two are in flight at once.
 inline std::array<std::size_t, 4> staging_bytes(const shard_plan& plan, std::span<const shard_sizes> sizes,
                                                 std::size_t mine, std::size_t n) {
@@ -487,21 +497,24 @@ class shard_run {
     if (l.moves) post(slot);
   }
 
-  // Starts the exchange of the batch packed in slot: one block to each other rank, and from each one block
-  // of receive staging holding its pieces in a row (copied out after the wait: MPI moves a contiguous block
-  // between the processes of a node in one copy, a derived datatype through its copy-in/copy-out pipeline,
-  // and bench_shard measured staging everything as fast as receiving large shards in place).
+  // Starts the exchange of the batch packed in slot, one group of point-to-point transfers: one block to each
+  // other rank, and from each one message spread over its pieces, large ones in their results, small ones in
+  // staging (in a row, merged).
   void post(std::size_t slot) {
     const shard_layout& l = layouts_[slot];
-    for (std::size_t p = 0; p < n_; ++p) {
-      send_pieces_[slot][p].clear();
-      if (l.send_counts[p] != 0)
-        send_pieces_[slot][p].push_back({send_[slot].data() + l.send_displs[p], l.send_counts[p]});
-      recv_pieces_[slot][p].clear();
-      for (const shard_piece& piece : l.from[p])
-        append_piece(recv_pieces_[slot][p], segment{recv_[slot].data() + piece.staged, piece.bytes});
+    auto g = comm_.start_group();
+    for (std::size_t k = 1; k < n_; ++k) {
+      const std::size_t to = (mine_ + k) % n_, from = (mine_ + n_ - k) % n_;
+      g.send(send_[slot].subspan(l.send_displs[to], l.send_counts[to]), static_cast<int>(to));
+      recv_pieces_.clear();
+      for (const shard_piece& piece : l.from[from]) {
+        std::byte* const at = piece.staged == shard_piece::direct ? destination(piece, from)
+                                                                  : recv_[slot].data() + piece.staged;
+        append_piece(recv_pieces_, segment{at, piece.bytes});
+      }
+      g.recv_pieces(recv_pieces_, static_cast<int>(from));
     }
-    in_flight_[slot].emplace(comm_, send_pieces_[slot], recv_pieces_[slot]);
+    in_flight_[slot].emplace(std::move(g).finish());
   }
 
   // Where a piece from rank `from` belongs: its result, or the success flag from that rank.
@@ -553,7 +566,8 @@ class shard_run {
     in_flight_[slot].reset();
     for (std::size_t o = 0; o < n_; ++o)
       for (const shard_piece& piece : l.from[o])
-        host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
+        if (piece.staged != shard_piece::direct)
+          host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
     if (b + 1 == plan_.batches()) {
       for (std::size_t o = 0; o < n_; ++o) peer_failed_ = peer_failed_ || flags_[o] != std::byte{0};
     }
@@ -572,15 +586,12 @@ class shard_run {
   host_tensor owned_;                       // staging when the caller gives no workspace
   std::span<std::byte> send_[2], recv_[2];  // staging, per batch parity
   shard_layout layouts_[2];
-  std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);  // where the shards for each rank go
-  std::vector<std::vector<const_segment>> send_pieces_[2] = {std::vector<std::vector<const_segment>>(n_),
-                                                             std::vector<std::vector<const_segment>>(n_)};
-  std::vector<std::vector<segment>> recv_pieces_[2] = {std::vector<std::vector<segment>>(n_),
-                                                       std::vector<std::vector<segment>>(n_)};
+  std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);   // where the shards for each rank go
+  std::vector<segment> recv_pieces_;                           // one source's, while its receive is posted
   std::vector<std::byte> flags_ = std::vector<std::byte>(n_);  // each rank's success flag (own: 0)
   std::string problem_;
   bool peer_failed_ = false;
-  std::optional<segment_exchange<Comm>> in_flight_[2];  // declared last, destroyed first: completes before
+  std::optional<typename Comm::request> in_flight_[2];  // declared last, destroyed first: completes before
                                                         // staging goes
 };
 
@@ -603,7 +614,8 @@ class shard_run {
 // 316 MB model took the same time; the batch size then bounds the staging memory). A batch in which no byte
 // crosses ranks is not exchanged, unless it is the last, which also carries every rank's success flag. A
 // replicated tensor travels as size() - 1 copies from its owner (keep large tensors sharded). Each rank
-// receives each source's block into staging and copies the shards into its results.
+// receives each source's block as one message, its shards (or copies) of 64 KiB or more straight into its
+// results; smaller ones land in staging and are copied once more.
 //
 // Errors, the same redist::error on every rank, before any data moves: specs or budgets that differ between
 // ranks; invalid specs (duplicate names, negative extents, sizes that overflow, shard dims out of range or

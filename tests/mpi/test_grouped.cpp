@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -212,4 +213,45 @@ TEST_CASE("grouped collectives: bad arguments throw before anything is posted; o
   g.send(a, 0);
   CHECK_THROWS_WITH_AS((void)std::move(g).finish(), doctest::Contains("posts 1 sends and 0 receives"),
                        redist::error);
+}
+
+TEST_CASE(
+    "recv_pieces: one message from each peer spread over pieces, also across chunks of a lowered size") {
+  REDIST_AGREED_SEED(seed);
+  const mpi_communicator c(MPI_COMM_WORLD);
+  const int n = c.size();
+  const auto me = static_cast<std::size_t>(c.rank());
+  for (const std::size_t limit : {std::size_t{0}, std::size_t{7}}) {
+    std::optional<redist::test::scoped_max_count> lowered;
+    if (limit != 0) lowered.emplace(limit);
+    INFO("chunk limit " << (limit == 0 ? std::string("none") : std::to_string(limit)));
+    // Every rank sends every other rank 40 bytes as one block; the receiver spreads them over pieces of 5, 0,
+    // 20 and 15 bytes placed backwards with gaps.
+    std::vector<bytes> sends(static_cast<std::size_t>(n)), gots(static_cast<std::size_t>(n));
+    auto g = c.start_group();
+    std::vector<std::vector<redist::segment>> pieces(static_cast<std::size_t>(n));
+    for (int k = 1; k < n; ++k) {
+      const auto to = (me + static_cast<std::size_t>(k)) % static_cast<std::size_t>(n);
+      const auto from = (me + static_cast<std::size_t>(n - k)) % static_cast<std::size_t>(n);
+      sends[to].resize(40);
+      for (std::size_t i = 0; i < 40; ++i) sends[to][i] = pattern(seed, me, to, i);
+      g.send(sends[to], static_cast<int>(to));
+      bytes& got = gots[from];
+      got.assign(50, untouched);
+      pieces[from] = {{got.data() + 40, 5}, {got.data(), 0}, {got.data() + 18, 20}, {got.data() + 1, 15}};
+      g.recv_pieces(pieces[from], static_cast<int>(from));
+    }
+    std::move(g).finish().wait();
+    bool ok = true;
+    for (int p = 0; p < n; ++p) {
+      if (static_cast<std::size_t>(p) == me) continue;
+      std::size_t i = 0;
+      for (const auto& s : pieces[static_cast<std::size_t>(p)])
+        for (std::size_t k = 0; k < s.bytes; ++k)
+          ok = ok && s.data[k] == pattern(seed, static_cast<std::size_t>(p), me, i++);
+      ok = ok && gots[static_cast<std::size_t>(p)][0] == untouched &&
+           gots[static_cast<std::size_t>(p)][16] == untouched;
+    }
+    CHECK(all_ranks(ok));
+  }
 }

@@ -27,9 +27,11 @@ inline int group_rank(std::span<const int> ranks, int comm_rank) noexcept {
 // A group of point-to-point transfers (the shape NCCL offers): sends and receives posted, then finish()ed
 // into one request that completes them all.
 template <class G, class Request>
-concept p2p_group = requires(G& g, std::span<const std::byte> cbuf, std::span<std::byte> buf) {
+concept p2p_group = requires(G& g, std::span<const std::byte> cbuf, std::span<std::byte> buf,
+                             std::span<const segment> pieces) {
   g.send(cbuf, 0);
   g.recv(buf, 0);
+  g.recv_pieces(pieces, 0);  // one message spread over several pieces
   { std::move(g).finish() } -> std::same_as<Request>;
 };
 

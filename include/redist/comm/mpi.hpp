@@ -288,6 +288,47 @@ class mpi_p2p_group {
       });
     });
   }
+  // One message from `peer` spread over several pieces in order, placed by MPI through a derived datatype
+  // (the sender sends their total as one block): no landing buffer and no copy after, but Open MPI 4.1 moves
+  // a datatype through its copy-in/copy-out pipeline, so it pays only for large pieces. Chunked like send():
+  // chunk k's datatype covers bytes [k * max_count(), ...) of the pieces' stream.
+  void recv_pieces(std::span<const segment> pieces, int peer) {
+    std::size_t total = 0, nonempty = 0;
+    for (const segment& s : pieces) {
+      total += s.bytes;
+      nonempty += s.bytes != 0 ? 1 : 0;
+    }
+    if (nonempty <= 1) {
+      for (const segment& s : pieces) recv({s.data, s.bytes}, peer);
+      return;
+    }
+    if (!r_.args_) r_.args_ = std::make_unique<detail::mpi_collective_args>();
+    std::size_t piece = 0, offset = 0;  // within pieces[piece]
+    std::vector<std::pair<std::byte*, std::size_t>> blocks;
+    std::vector<int> lengths;
+    std::vector<MPI_Aint> displs;
+    detail::for_each_chunk(total, [&](std::size_t, int n) {
+      blocks.clear();
+      for (auto left = static_cast<std::size_t>(n); left != 0;) {
+        const std::size_t take = std::min(left, pieces[piece].bytes - offset);
+        if (take != 0) blocks.emplace_back(pieces[piece].data + offset, take);
+        left -= take;
+        offset += take;
+        if (offset == pieces[piece].bytes) {
+          ++piece;
+          offset = 0;
+        }
+      }
+      std::byte* low = blocks.front().first;
+      for (const auto& b : blocks) low = std::min(low, b.first, std::less<>{});
+      lengths.clear();
+      displs.clear();
+      for (const auto& [at, bytes] : blocks) detail::append_blocks(at - low, bytes, lengths, displs);
+      const MPI_Datatype type = r_.args_->owned.hindexed(lengths, displs);
+      r_.add("MPI_Irecv", n, [&](MPI_Request* h) { return MPI_Irecv(low, 1, type, peer, tag, comm_, h); });
+    });
+  }
+
   [[nodiscard]] mpi_request finish() && { return std::move(r_); }
 
  private:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -79,8 +80,12 @@ class self_p2p_group {
     if (!buf.empty()) sends_.push_back(buf);
   }
   void recv(std::span<std::byte> buf, int peer) {
+    recv_pieces(std::array{segment{buf.data(), buf.size()}}, peer);
+  }
+  // One message spread over several pieces, in order.
+  void recv_pieces(std::span<const segment> pieces, int peer) {
     check_peer("recv", peer);
-    if (!buf.empty()) recvs_.push_back(buf);
+    if (detail::total_bytes(pieces) != 0) recvs_.emplace_back(pieces.begin(), pieces.end());
   }
   [[nodiscard]] self_request finish() && {
     if (sends_.size() != recvs_.size()) {
@@ -88,11 +93,12 @@ class self_p2p_group {
                    recvs_.size(), " receives to rank 0");
     }
     for (std::size_t i = 0; i < sends_.size(); ++i) {
-      if (sends_[i].size() != recvs_[i].size()) {
+      const std::size_t room = detail::total_bytes(std::span<const segment>(recvs_[i]));
+      if (sends_[i].size() != room) {
         detail::fail("redist::self_communicator: a point-to-point group's send ", i, " of ", sends_[i].size(),
-                     " bytes meets a receive of ", recvs_[i].size());
+                     " bytes meets a receive of ", room);
       }
-      host_space::copy(recvs_[i].data(), sends_[i].data(), sends_[i].size());
+      host_space::copy_pieces(std::array{const_segment{sends_[i].data(), sends_[i].size()}}, recvs_[i]);
     }
     return {};
   }
@@ -102,7 +108,7 @@ class self_p2p_group {
     if (peer != 0) detail::fail("redist::self_communicator: a group's ", op, " names rank ", peer, ", not 0");
   }
   std::vector<std::span<const std::byte>> sends_;
-  std::vector<std::span<std::byte>> recvs_;
+  std::vector<std::vector<segment>> recvs_;
 };
 
 // One process: size 1, rank 0; sub-groups are itself. Messages to itself match as MPI's do (by tag, in order
