@@ -21,6 +21,7 @@
 
 #include "redist/comm/mpi.hpp"
 #include "redist/core/error.hpp"
+#include "redist/detail/hash.hpp"
 
 namespace redist::test {
 
@@ -157,6 +158,19 @@ outcome outcome_of(F&& f) {
     return {false, std::string("not a redist::error: ") + e.what()};
   }
   return {};
+}
+
+// Collective over comm: every rank caught a redist::error with the same message, containing every part.
+inline void check_agreed_error(const outcome& o, const redist::mpi_communicator& comm,
+                               const std::vector<std::string>& parts) {
+  const std::uint64_t h = o.redist_error ? (redist::detail::fingerprint().add(o.message).value() | 1u) : 0;
+  const auto [lo, hi] = comm.allreduce_min_max(h);
+  bool named = o.redist_error;
+  for (const auto& p : parts) named = named && o.message.find(p) != std::string::npos;
+  INFO("this rank's message: " << o.message);
+  CHECK_MESSAGE(lo == hi, "the ranks caught different messages");
+  CHECK_MESSAGE(lo != 0, "every rank must catch a redist::error");
+  CHECK(all_ranks(named, comm.native()));
 }
 
 }  // namespace redist::test

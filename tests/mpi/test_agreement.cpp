@@ -92,18 +92,7 @@ std::string ring_problem(const batch& got, const std::vector<sample_id>& wanted)
   return at == a.size() ? "" : "key a has extra rows";
 }
 
-// Collective: every rank caught the same redist::error, containing every part.
-void check_agreed(const outcome& o, const redist::mpi_communicator& comm,
-                  const std::vector<std::string>& parts) {
-  const std::uint64_t h = o.redist_error ? (redist::detail::fingerprint().add(o.message).value() | 1u) : 0;
-  const auto [lo, hi] = comm.allreduce_min_max(h);
-  bool named = o.redist_error;
-  for (const auto& p : parts) named = named && o.message.find(p) != std::string::npos;
-  INFO("this rank's message: " << o.message);
-  CHECK_MESSAGE(lo == hi, "the ranks caught different messages");
-  CHECK_MESSAGE(lo != 0, "every rank must catch a redist::error");
-  CHECK(all_ranks(named, comm.native()));
-}
+using redist::test::check_agreed_error;
 
 // After an error: the one-call ring on the same communicator, checked byte for byte, on every rank.
 void check_still_works(const redist::mpi_communicator& comm) {
@@ -171,14 +160,14 @@ TEST_CASE("one-call redistribute: each option differing on one rank is named, on
     };
     for (const auto& k : cases) {
       INFO("option " << k.field << ", bad rank " << bad);
-      check_agreed(
+      check_agreed_error(
           one_call(comm, bad, base, k.bad), comm,
           {"redist::redistribute: the ranks' calls differ in " + std::string(k.field), passes(bad, k.shown)});
       check_still_works(comm);
     }
     INFO("staging, bad rank " << bad);
-    check_agreed(one_call<redist::float32_staging>(comm, bad, base, base), comm,
-                 {"the ranks' calls differ in staging", passes(bad, "staging float32_staging")});
+    check_agreed_error(one_call<redist::float32_staging>(comm, bad, base, base), comm,
+                       {"the ranks' calls differ in staging", passes(bad, "staging float32_staging")});
     check_still_works(comm);
   }
 }
@@ -188,18 +177,19 @@ TEST_CASE("one-call redistribute: a plan that cannot be made fails alike on ever
   const int n = comm.size();
   const batch local = ring_batch(comm.rank());
   const auto wanted = ring_wanted(comm.rank(), n);
-  check_agreed(outcome_of([&] { (void)redist::redistribute(comm, local, wanted, {.ranks_per_node = 0}); }),
-               comm, {"ranks_per_node is 0, must be at least 1"});
+  check_agreed_error(
+      outcome_of([&] { (void)redist::redistribute(comm, local, wanted, {.ranks_per_node = 0}); }), comm,
+      {"ranks_per_node is 0, must be at least 1"});
   check_still_works(comm);
-  check_agreed(outcome_of([&] {
-                 (void)redist::redistribute(comm, local, wanted, {.keys = {"a", "zzz"}});
-               }),
-               comm, {"unknown key 'zzz'"});
+  check_agreed_error(outcome_of([&] {
+                       (void)redist::redistribute(comm, local, wanted, {.keys = {"a", "zzz"}});
+                     }),
+                     comm, {"unknown key 'zzz'"});
   check_still_works(comm);
-  check_agreed(outcome_of([&] {
-                 (void)redist::redistribute(comm, local, wanted, {.keys = {"a", "a"}});
-               }),
-               comm, {"key 'a' requested twice"});
+  check_agreed_error(outcome_of([&] {
+                       (void)redist::redistribute(comm, local, wanted, {.keys = {"a", "a"}});
+                     }),
+                     comm, {"key 'a' requested twice"});
   check_still_works(comm);
 }
 
@@ -210,8 +200,9 @@ TEST_CASE("one-call redistribute: a rank whose batch holds metadata only, while 
   const int bad = 1;
   batch local = ring_batch(comm.rank());
   if (comm.rank() == bad) local = metadata_only(local);
-  check_agreed(outcome_of([&] { (void)redist::redistribute(comm, local, ring_wanted(comm.rank(), n)); }),
-               comm, {"rank " + std::to_string(bad) + " must send id " + std::to_string(10 * bad + 2)});
+  check_agreed_error(
+      outcome_of([&] { (void)redist::redistribute(comm, local, ring_wanted(comm.rank(), n)); }), comm,
+      {"rank " + std::to_string(bad) + " must send id " + std::to_string(10 * bad + 2)});
   check_still_works(comm);
 }
 
@@ -261,18 +252,19 @@ TEST_CASE("plan-based redistribute: staging, budget or allow_lossy differing on 
     return o;
   };
   const bool me_bad = comm.rank() == bad;
-  check_agreed(run([&](auto& store) {
-                 if (me_bad)
-                   redist::redistribute<redist::float32_staging>(comm, store, plan, cat);
-                 else
-                   redist::redistribute(comm, store, plan, cat);
-               }),
-               comm, {"differ in staging", passes(bad, "staging float32_staging")});
-  check_agreed(run([&](auto& store) {
-                 redist::redistribute(comm, store, plan, cat, {.max_staging_bytes = me_bad ? 64u : 1u << 20});
-               }),
-               comm, {"differ in max_staging_bytes", passes(bad, "max_staging_bytes 64")});
-  check_agreed(
+  check_agreed_error(run([&](auto& store) {
+                       if (me_bad)
+                         redist::redistribute<redist::float32_staging>(comm, store, plan, cat);
+                       else
+                         redist::redistribute(comm, store, plan, cat);
+                     }),
+                     comm, {"differ in staging", passes(bad, "staging float32_staging")});
+  check_agreed_error(run([&](auto& store) {
+                       redist::redistribute(comm, store, plan, cat,
+                                            {.max_staging_bytes = me_bad ? 64u : 1u << 20});
+                     }),
+                     comm, {"differ in max_staging_bytes", passes(bad, "max_staging_bytes 64")});
+  check_agreed_error(
       run([&](auto& store) { redist::redistribute(comm, store, plan, cat, {.allow_lossy = me_bad}); }), comm,
       {"differ in allow_lossy", passes(bad, "allow_lossy true")});
   check_still_works(comm);
@@ -288,8 +280,8 @@ TEST_CASE("dispatch: ranks that pass different roots fail alike instead of hangi
   const int root = comm.rank() == bad ? 1 : 0;
   if (comm.rank() == root)
     for (int r = 0; r < n; ++r) items.emplace_back(host_tensor(dtype::i32, {r + 1}));
-  check_agreed(outcome_of([&] { (void)redist::dispatch(comm, items, root); }), comm,
-               {"redist::dispatch: the ranks' calls differ in root", passes(bad, "root 1")});
+  check_agreed_error(outcome_of([&] { (void)redist::dispatch(comm, items, root); }), comm,
+                     {"redist::dispatch: the ranks' calls differ in root", passes(bad, "root 1")});
   // The next dispatch works: rank r gets a tensor of r + 1 elements.
   items.clear();
   if (comm.rank() == 0)
@@ -314,6 +306,6 @@ TEST_CASE("different ops on one rank fail alike: the op is part of every call's 
     else
       redist::seqpar::rotating_broadcast(comm, tree{}, [](int, const tree&) {});
   });
-  check_agreed(o, comm, {"differ in op", passes(bad, "op redist::dispatch")});
+  check_agreed_error(o, comm, {"differ in op", passes(bad, "op redist::dispatch")});
   check_still_works(comm);
 }

@@ -657,18 +657,7 @@ namespace {
 using redist::test::outcome;
 using redist::test::outcome_of;
 
-// Collective: every rank caught a redist::error with the same message, containing every part.
-void check_agreed_error(const outcome& o, const redist::mpi_communicator& comm,
-                        const std::vector<std::string>& parts) {
-  const std::uint64_t h = o.redist_error ? (redist::detail::fingerprint().add(o.message).value() | 1u) : 0;
-  const std::uint64_t lo = comm.allreduce_min(h), hi = comm.allreduce_max(h);
-  bool named = o.redist_error;
-  for (const auto& p : parts) named = named && o.message.find(p) != std::string::npos;
-  INFO("this rank's message: " << o.message);
-  CHECK_MESSAGE(lo == hi, "the ranks caught different messages");
-  CHECK_MESSAGE(lo != 0, "every rank must catch a redist::error");
-  CHECK(all_ranks(named, comm.native()));
-}
+using redist::test::check_agreed_error;
 
 // After an error: a correct call on the same communicator works on every rank.
 void check_still_works(const redist::mpi_communicator& comm) {
