@@ -8,6 +8,8 @@
 
 namespace redist {
 
+class workspace;
+
 enum class plan_pattern { one_hop, gather_scatter, broadcast };
 
 struct redistribute_options {
@@ -20,6 +22,10 @@ struct redistribute_options {
   plan_pattern pattern = plan_pattern::one_hop;
   int ranks_per_node = 1;
   std::vector<std::string> keys = {};
+  // Staging kept between calls (this rank's own; not compared between ranks): the packing of the exchanges
+  // lands there instead of in memory allocated for the call. With redistribute_into and a reused output,
+  // repeated calls then allocate no tensor-sized memory.
+  workspace* staging = nullptr;
 };
 
 }  // namespace redist

@@ -47,48 +47,40 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
                                         static_cast<sequence_batch<Tensor>*>(nullptr), call);
 }
 
-// The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
-// exactly those ids, in that order, with opts.keys (or every key, ascending by name), keys packed in that
-// order. Per-sample metadata: a name comes along when every rank that holds samples has it, each value from
-// the lowest rank holding the id.
-//
-// Costs, before any sample moves: one allgather of every rank's request (a description of its call, its
-// batch's metadata in a compact encoding, not the data, and the ids it wants; two MPI calls, sizes then
-// bytes) and one allreduce to agree on the checks of the plan-based form. Options that differ between ranks
-// (pattern, keys and their order, staging, budget, ranks_per_node, allow_lossy), a rank's invalid batch and
-// a plan that cannot be made (an unknown key, ranks_per_node 0, an id no rank holds) fail the same way on
-// every rank, naming what differs or the rank at fault, before any sample moves.
-template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
-sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
-                                    const std::vector<sample_id>& wanted,
-                                    const redistribute_options& opts = {}) {
+namespace detail {
+
+// The one-call form, into a result that takes `reuse`'s tensors when it has the result's layout already.
+template <class Staging, class... Policies, class Comm, class Tensor>
+sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& local,
+                                const std::vector<sample_id>& wanted, const redistribute_options& opts,
+                                sequence_batch<Tensor>* reuse) {
   constexpr const char* who = "redist::redistribute";
-  auto call = detail::describe_redistribute<Staging>(opts);
+  auto call = describe_redistribute<Staging>(opts);
   std::string keys_text = "[";
-  for (const auto& k : opts.keys) keys_text += detail::str(keys_text.size() == 1 ? "" : ", ", k);
-  call.add("pattern", detail::pattern_name(opts.pattern))
+  for (const auto& k : opts.keys) keys_text += str(keys_text.size() == 1 ? "" : ", ", k);
+  call.add("pattern", pattern_name(opts.pattern))
       .add("ranks_per_node", opts.ranks_per_node)
       .add("keys", keys_text + ']');
 
   // The allgather carries each rank's call and its request, or its problem.
   std::vector<std::byte> meta;
-  const std::string problem = detail::problem_of([&] {
+  const std::string problem = problem_of([&] {
     local.validate();
     meta = encode_metadata(local);
   });
-  const auto blob = detail::encode_request(call.text(), problem, meta, wanted);
+  const auto blob = encode_request(call.text(), problem, meta, wanted);
   std::vector<std::size_t> counts;
   const auto all = comm.allgatherv(blob, &counts);
-  std::vector<detail::request> requests;
+  std::vector<request> requests;
   std::vector<std::string> problems, calls;
   bool agreed = true;
   for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
-    requests.push_back(detail::decode_request(std::span(all).subspan(at, counts[r]), r));
+    requests.push_back(decode_request(std::span(all).subspan(at, counts[r]), r));
     problems.push_back(requests.back().problem);
     calls.push_back(requests.back().call);
     agreed = agreed && problems.back().empty() && calls.back() == calls.front();
   }
-  if (!agreed) throw error(detail::agreed_message(who, problems, calls));
+  if (!agreed) throw error(agreed_message(who, problems, calls));
 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
   // every rank, and so is the plan.
@@ -97,11 +89,11 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
   std::vector<id_list> wants;
   plan p;
   std::vector<std::string> keys = opts.keys;
-  std::string problem_here = detail::problem_of([&] {
+  std::string problem_here = problem_of([&] {
     for (std::size_t r = 0; r < requests.size(); ++r) {
       metas.push_back(decode_metadata(requests[r].metadata));
       cat.add(metas.back(), static_cast<int>(r));
-      wants.push_back(detail::wanted_ids(requests[r]));
+      wants.push_back(wanted_ids(requests[r]));
     }
     if (keys.empty())
       for (const auto& k : cat.keys()) keys.push_back(k.name);
@@ -125,14 +117,56 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
   // Received samples land in their final places; what this rank held is copied in once at the end. A rank
   // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
   std::optional<sequence_batch<Tensor>> out;
+  bool reused = false;
+  const metadata_map old_metadata = reuse != nullptr ? reuse->metadata() : metadata_map{};
   if (problem_here.empty()) {
-    problem_here = detail::problem_of([&] {
-      detail::allocating(who, comm.rank(), "its result",
-                         [&] { out.emplace(detail::make_output<Tensor>(cat, wanted, keys, metas)); });
+    problem_here = problem_of([&] {
+      allocating(who, comm.rank(), "its result",
+                 [&] { out.emplace(make_output<Tensor>(cat, wanted, keys, metas, reuse, reused)); });
     });
   }
-  detail::execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here);
+  try {
+    execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here);
+  } catch (...) {
+    if (reused) give_back(*out, *reuse, old_metadata);
+    throw;
+  }
   return std::move(*out);
+}
+
+}  // namespace detail
+
+// The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
+// exactly those ids, in that order, with opts.keys (or every key, ascending by name), keys packed in that
+// order. Per-sample metadata: a name comes along when every rank that holds samples has it, each value from
+// the lowest rank holding the id.
+//
+// Costs, before any sample moves: one allgather of every rank's request (a description of its call, its
+// batch's metadata in a compact encoding, not the data, and the ids it wants; two MPI calls, sizes then
+// bytes) and one allreduce to agree on the checks of the plan-based form. Options that differ between ranks
+// (pattern, keys and their order, staging, budget, ranks_per_node, allow_lossy), a rank's invalid batch and
+// a plan that cannot be made (an unknown key, ranks_per_node 0, an id no rank holds) fail the same way on
+// every rank, naming what differs or the rank at fault, before any sample moves.
+template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
+                                    const std::vector<sample_id>& wanted,
+                                    const redistribute_options& opts = {}) {
+  return detail::one_call<Staging, Policies...>(comm, local, wanted, opts,
+                                                static_cast<sequence_batch<Tensor>*>(nullptr));
+}
+
+// The one-call form into `out`, for loops that repeat a redistribution: when out already has the result's
+// layout (these ids in this order, the same keys, seqlens, dtypes and trailing shapes, tensors present, as
+// the previous call left it), its tensors are filled in place and nothing tensor-sized is allocated for the
+// result; otherwise out is replaced by a newly allocated result. With opts.staging set as well, the
+// exchange's packing lands in that kept workspace, so a repeated call allocates no tensor-sized memory at
+// all. Costs and errors as redistribute(); on an error out keeps its tensors and metadata (their bytes may
+// have been written only if the error came while data moved).
+template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
+                       const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,
+                       const redistribute_options& opts = {}) {
+  out = detail::one_call<Staging, Policies...>(comm, local, wanted, opts, &out);
 }
 
 }  // namespace redist

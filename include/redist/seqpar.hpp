@@ -30,6 +30,7 @@
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/staging/exchange.hpp"
+#include "redist/staging/workspace.hpp"
 
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
 // negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
@@ -72,33 +73,8 @@
 // allocates each received tree at its step: a rank that cannot is not recovered, as in dispatch.)
 namespace redist::seqpar {
 
-// A staging buffer kept between calls. Each exchange that packs or unpacks needs one as large as the data;
-// passing the same workspace to repeated calls (every layer of a model does the same exchange) spares
-// allocating, and page-faulting, a fresh one each time. Page-aligned, so that how its bytes fall on pages
-// (and how copies into it perform) does not depend on where the allocator put it. Grows, never shrinks; not
-// shared between threads.
-class workspace {
- public:
-  static constexpr std::size_t alignment = 4096;
-
-  // At least `bytes` bytes, contents indeterminate; valid until the next call.
-  std::byte* reserve(std::size_t bytes) {
-    if (bytes > capacity_) {
-      buffer_.reset();  // the old one goes first: the peak is the new size, not both
-      buffer_.reset(static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{alignment})));
-      capacity_ = bytes;
-    }
-    return buffer_.get();
-  }
-  std::size_t capacity() const noexcept { return capacity_; }
-
- private:
-  struct aligned_delete {
-    void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{alignment}); }
-  };
-  std::unique_ptr<std::byte[], aligned_delete> buffer_;
-  std::size_t capacity_ = 0;
-};
+// The staging kept between calls (see redist::workspace): every exchange below takes one.
+using workspace = redist::workspace;
 
 }  // namespace redist::seqpar
 

@@ -22,22 +22,22 @@ namespace redist::detail {
 // contiguous block between the processes of a node with a single copy, a derived datatype through a
 // fragment pipeline several times slower, so one copy per byte is the cheaper way to move scattered pieces.
 // Keeps its own copy of the receive pieces it unpacks into: the caller's lists may change once it is made.
+// Its buffers come from `scratch` when given (scratch_bytes() of them, kept by the caller between calls),
+// else are allocated for the exchange.
 template <class Space = host_space>
 class packed_exchange {
  public:
   packed_exchange(std::span<const std::vector<const_segment>> send,
-                  std::span<const std::vector<segment>> recv, std::size_t self)
+                  std::span<const std::vector<segment>> recv, std::size_t self, std::byte* scratch = nullptr)
       : self_(self), send_blocks_(send.size()), recv_blocks_(recv.size()) {
-    std::size_t out = 0, in = 0;
-    for (std::size_t p = 0; p < send.size(); ++p)
-      if (scattered(send[p], p)) out += total(send[p]);
-    for (std::size_t p = 0; p < recv.size(); ++p)
-      if (scattered(recv[p], p)) in += total(recv[p]);
-    if (out != 0) out_.reset(new std::byte[out]);  // uninitialized: every byte is written before it is read
-    if (in != 0) in_.reset(new std::byte[in]);
-    std::byte* at = out_.get();
+    const std::size_t bytes = scratch_bytes(send, recv, self);
+    if (scratch == nullptr && bytes != 0) {
+      owned_.reset(new std::byte[bytes]);  // uninitialized: every byte is written before it is read
+      scratch = owned_.get();
+    }
+    std::byte* at = scratch;
     for (std::size_t p = 0; p < send.size(); ++p) {
-      if (!scattered(send[p], p)) {
+      if (!scattered(send[p], p, self)) {
         send_blocks_[p] = send[p];
         continue;
       }
@@ -45,9 +45,8 @@ class packed_exchange {
       Space::gather(send[p], at);
       at += total(send[p]);
     }
-    at = in_.get();
     for (std::size_t p = 0; p < recv.size(); ++p) {
-      if (!scattered(recv[p], p)) {
+      if (!scattered(recv[p], p, self)) {
         recv_blocks_[p] = recv[p];
         continue;
       }
@@ -55,6 +54,12 @@ class packed_exchange {
       unpack_.push_back({at, recv[p]});
       at += total(recv[p]);
     }
+  }
+
+  // The bytes of the buffers an exchange of these pieces packs into and lands in.
+  static std::size_t scratch_bytes(std::span<const std::vector<const_segment>> send,
+                                   std::span<const std::vector<segment>> recv, std::size_t self) {
+    return packed(send, self) + packed(recv, self);
   }
 
   std::span<const std::vector<const_segment>> send() const noexcept { return send_blocks_; }
@@ -67,21 +72,28 @@ class packed_exchange {
 
  private:
   template <class Segment>
-  bool scattered(const std::vector<Segment>& l, std::size_t peer) const {
+  static bool scattered(const std::vector<Segment>& l, std::size_t peer, std::size_t self) {
     std::size_t pieces = 0;
     for (const auto& s : l) pieces += s.bytes != 0 ? 1 : 0;
-    return peer != self_ && pieces > 1;
+    return peer != self && pieces > 1;
   }
   template <class Segment>
   static std::size_t total(const std::vector<Segment>& l) {
     return total_bytes(std::span<const Segment>(l));
   }
+  template <class Segment>
+  static std::size_t packed(std::span<const std::vector<Segment>> lists, std::size_t self) {
+    std::size_t bytes = 0;
+    for (std::size_t p = 0; p < lists.size(); ++p)
+      if (scattered(lists[p], p, self)) bytes += total(lists[p]);
+    return bytes;
+  }
 
   std::size_t self_;
-  std::vector<std::pair<const std::byte*, std::vector<segment>>> unpack_;  // landing block, its pieces
   std::vector<std::vector<const_segment>> send_blocks_;
   std::vector<std::vector<segment>> recv_blocks_;
-  std::unique_ptr<std::byte[]> out_, in_;
+  std::vector<std::pair<const std::byte*, std::vector<segment>>> unpack_;  // landing block, its pieces
+  std::unique_ptr<std::byte[]> owned_;
 };
 
 // An exchange of pieces in flight: the pieces send[p] lists, in order, go to rank p; the bytes from rank p
@@ -94,8 +106,8 @@ template <class Comm, class Space = host_space>
 class segment_exchange {
  public:
   segment_exchange(const Comm& comm, std::span<const std::vector<const_segment>> send,
-                   std::span<const std::vector<segment>> recv)
-      : packed_(checked(comm, send, recv)) {
+                   std::span<const std::vector<segment>> recv, std::byte* scratch = nullptr)
+      : packed_(checked(comm, send, recv, scratch)) {
     const int n = comm.size();
     const int me = comm.rank();
     auto g = comm.start_group();
@@ -128,13 +140,13 @@ class segment_exchange {
 
  private:
   static packed_exchange<Space> checked(const Comm& comm, std::span<const std::vector<const_segment>> send,
-                                        std::span<const std::vector<segment>> recv) {
+                                        std::span<const std::vector<segment>> recv, std::byte* scratch) {
     const auto n = static_cast<std::size_t>(comm.size());
     if (send.size() != n || recv.size() != n) {
       fail("redist::exchange_segments: ", send.size(), " send and ", recv.size(),
            " receive piece lists, expected one per rank (", n, ")");
     }
-    return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()));
+    return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()), scratch);
   }
 
   packed_exchange<Space> packed_;

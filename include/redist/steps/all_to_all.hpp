@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "redist/comm/communicator.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/staging/exchange.hpp"
+#include "redist/staging/workspace.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
@@ -100,8 +102,6 @@ struct all_to_all_policy {
     std::vector<std::vector<std::vector<const_segment>>> send(parts,
                                                               std::vector<std::vector<const_segment>>(n));
     std::vector<std::vector<std::vector<segment>>> recv(parts, std::vector<std::vector<segment>>(n));
-    using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>>;
-    std::vector<std::optional<exchange>> started(parts);
     for (std::size_t part = 0; part < parts; ++part) {
       for (const auto* r : sends) {
         if (!in_part(r, part)) continue;
@@ -113,8 +113,27 @@ struct all_to_all_policy {
         const auto [b, e] = Context::window(length[r->payload], k, rounds);
         ctx.recv_pieces(mine.at(r->payload), b, e, recv[part][static_cast<std::size_t>(r->src)], nullptr);
       }
-      started[part].emplace(comm, send[part], recv[part]);
     }
+    // The packing of every part in one block: the caller's kept workspace when it gave one.
+    using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>>;
+    using packing = detail::packed_exchange<>;
+    const auto me = static_cast<std::size_t>(comm.rank());
+    std::vector<std::size_t> at(parts + 1, 0);
+    for (std::size_t part = 0; part < parts; ++part)
+      at[part + 1] = at[part] + packing::scratch_bytes(send[part], recv[part], me);
+    std::unique_ptr<std::byte[]> owned;
+    std::byte* scratch = nullptr;
+    if (at[parts] != 0) {
+      if (workspace* ws = ctx.options().staging) {
+        scratch = ws->reserve(at[parts]);
+      } else {
+        owned.reset(new std::byte[at[parts]]);  // uninitialized: every byte is written before it is read
+        scratch = owned.get();
+      }
+    }
+    std::vector<std::optional<exchange>> started(parts);  // after the scratch: completed before it goes
+    for (std::size_t part = 0; part < parts; ++part)
+      started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part]);
     for (auto& e : started) e->wait();
   }
 

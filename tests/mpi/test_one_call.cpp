@@ -24,6 +24,7 @@
 #include "redist/plan/storage_tracker.hpp"
 #include "redist/redistribute.hpp"
 #include "redist/seqpar.hpp"
+#include "redist/staging/workspace.hpp"
 
 namespace {
 
@@ -308,4 +309,60 @@ TEST_CASE("different ops on one rank fail alike: the op is part of every call's 
   });
   check_agreed_error(o, comm, {"differ in op", passes(bad, "op redist::dispatch")});
   check_still_works(comm);
+}
+
+TEST_CASE(
+    "redistribute_into: a result of the same layout is filled in place, another is rebuilt, an error keeps "
+    "it") {
+  const redist::mpi_communicator world(MPI_COMM_WORLD);
+  const redist::test::owned_comm reversed = redist::test::reversed_world();
+  const redist::mpi_communicator backwards(reversed.get());
+  for (const redist::mpi_communicator* c : {&world, &backwards}) {
+    const redist::mpi_communicator& comm = *c;
+    const int n = comm.size();
+    const batch local = ring_batch(comm.rank());
+    const auto wanted = ring_wanted(comm.rank(), n);
+    redist::workspace staging;
+    const redist::redistribute_options opts{.keys = {"a", "b"}, .staging = &staging};
+    batch out;
+    std::string problem;
+    const void* a_data = nullptr;
+    const void* b_data = nullptr;
+    const outcome first = outcome_of([&] {
+      redist::redistribute_into(comm, local, wanted, out, opts);
+      problem = ring_problem(out, wanted);
+      a_data = out.data("a").data();
+      b_data = out.data("b").data();
+      // Again, after spoiling the bytes: every byte rewritten, into the same tensors.
+      for (auto& v : out.data("a").values<std::int64_t>()) v = -1;
+      redist::redistribute_into(comm, local, wanted, out, opts);
+      if (problem.empty()) problem = ring_problem(out, wanted);
+      if (out.data("a").data() != a_data || out.data("b").data() != b_data)
+        problem = "the tensors were replaced";
+    });
+    INFO(first.message << " " << problem);
+    CHECK(all_ranks(!first.redist_error && first.message == "no error" && problem.empty(), comm.native()));
+
+    // Another layout (the ids in the other order): a new result, correct.
+    std::vector<sample_id> other(wanted.rbegin(), wanted.rend());
+    const outcome second = outcome_of([&] {
+      redist::redistribute_into(comm, local, other, out, opts);
+      problem = ring_problem(out, other);
+    });
+    INFO(second.message << " " << problem);
+    CHECK(all_ranks(!second.redist_error && problem.empty(), comm.native()));
+
+    // An error before any byte moves (one rank's budget differs) leaves out as it was, tensors included.
+    if (n > 1) {
+      a_data = out.data("a").data();
+      redist::redistribute_options bad = opts;
+      if (comm.rank() == n - 1) bad.max_staging_bytes = 64;
+      check_agreed_error(outcome_of([&] { redist::redistribute_into(comm, local, other, out, bad); }), comm,
+                         {"differ in max_staging_bytes"});
+      problem = ring_problem(out, other);
+      if (out.data("a").data() != a_data) problem = "the tensors were replaced";
+      INFO(problem);
+      CHECK(all_ranks(problem.empty(), comm.native()));
+    }
+  }
 }

@@ -1,0 +1,40 @@
+// redist::workspace: staging memory kept between calls, which the ops that pack or unpack take (seqpar's
+// exchanges, redistribute() through redistribute_options::workspace), so that repeated calls allocate none.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <new>
+
+namespace redist {
+
+// Staging kept between calls, the owning form of the workspace idiom (ops whose staging is known before they
+// run also take a caller's span, sized by their *_workspace_bytes()). An op that packs or unpacks needs
+// staging as large as the data it packs; passing the same workspace to repeated calls (every layer of a model
+// makes the same exchange) spares allocating, and page-faulting, a fresh one each time. Page-aligned, so that
+// how its bytes fall on pages (and how copies into it perform) does not depend on where the allocator put it.
+// Grows, never shrinks; not shared between threads.
+class workspace {
+ public:
+  static constexpr std::size_t alignment = 4096;
+
+  // At least `bytes` bytes, contents indeterminate; valid until the next call.
+  std::byte* reserve(std::size_t bytes) {
+    if (bytes > capacity_) {
+      buffer_.reset();  // the old one goes first: the peak is the new size, not both
+      buffer_.reset(static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{alignment})));
+      capacity_ = bytes;
+    }
+    return buffer_.get();
+  }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  struct aligned_delete {
+    void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{alignment}); }
+  };
+  std::unique_ptr<std::byte[], aligned_delete> buffer_;
+  std::size_t capacity_ = 0;
+};
+
+}  // namespace redist
