@@ -385,7 +385,7 @@ std::vector<shard_spec> model(const config& c, int ranks) {
 }
 
 std::size_t bytes_of(const shard_spec& s) {
-  std::size_t b = redist::size_of(s.type);
+  std::size_t b = redist::size_of(s.dtype);
   for (const std::int64_t e : s.shape) b *= static_cast<std::size_t>(e);
   return b;
 }
@@ -396,7 +396,7 @@ std::byte pattern(std::size_t tensor, std::size_t byte) {
 }
 
 host_tensor make_full(const shard_spec& s, std::size_t i) {
-  host_tensor t = host_tensor::uninitialized(s.type, s.shape);
+  host_tensor t = host_tensor::uninitialized(s.dtype, s.shape);
   std::span<std::byte> b = t.bytes();
   for (std::size_t j = 0; j < b.size(); ++j) b[j] = pattern(i, j);
   return t;
@@ -409,11 +409,11 @@ std::size_t wrong_elements(const shard_spec& s, std::size_t i, const host_tensor
   if (s.shard_dim) shape[static_cast<std::size_t>(*s.shard_dim)] /= ranks;
   std::size_t elements = 1;
   for (const std::int64_t e : shape) elements *= static_cast<std::size_t>(e);
-  if (got.dtype() != s.type ||
+  if (got.dtype() != s.dtype ||
       !std::equal(shape.begin(), shape.end(), got.shape().begin(), got.shape().end())) {
     return std::max<std::size_t>(elements, 1);
   }
-  const std::size_t width = redist::size_of(s.type);
+  const std::size_t width = redist::size_of(s.dtype);
   const std::span<const std::byte> bytes = got.bytes();
   std::size_t wrong = 0;
   for (std::size_t e = 0; e < elements; ++e) {
@@ -452,7 +452,7 @@ std::vector<host_tensor> by_hand(MPI_Comm comm, int me, int ranks, const std::ve
     const bool mine = owners[i] == me;
     std::vector<std::int64_t> shape = s.shape;
     if (s.shard_dim) shape[static_cast<std::size_t>(*s.shard_dim)] /= ranks;
-    host_tensor& r = out.emplace_back(host_tensor::uninitialized(s.type, shape));
+    host_tensor& r = out.emplace_back(host_tensor::uninitialized(s.dtype, shape));
     if (!s.shard_dim) {
       if (mine) std::memcpy(r.data(), full[i]->data(), r.nbytes());
       MPI_Bcast(r.data(), static_cast<int>(r.nbytes()), MPI_BYTE, owners[i], comm);

@@ -88,10 +88,10 @@ void store(dtype type, std::size_t t, std::size_t flat, std::byte* out) {
 
 // What "reading the checkpoint" returns for tensor t: the full tensor.
 host_tensor read_checkpoint(const shard_spec& s, std::size_t t) {
-  host_tensor full = host_tensor::uninitialized(s.type, s.shape);
-  const std::size_t width = redist::size_of(s.type);
+  host_tensor full = host_tensor::uninitialized(s.dtype, s.shape);
+  const std::size_t width = redist::size_of(s.dtype);
   for (std::size_t e = 0; e < full.numel(); ++e)
-    store(s.type, t, e, static_cast<std::byte*>(full.data()) + e * width);
+    store(s.dtype, t, e, static_cast<std::byte*>(full.data()) + e * width);
   return full;
 }
 
@@ -100,11 +100,11 @@ host_tensor read_checkpoint(const shard_spec& s, std::size_t t) {
 bool check_shard(const shard_spec& s, std::size_t t, const host_tensor& got, int r, int ranks) {
   std::vector<std::int64_t> shape = s.shape;
   if (s.shard_dim) shape[static_cast<std::size_t>(*s.shard_dim)] /= ranks;
-  if (got.dtype() != s.type ||
+  if (got.dtype() != s.dtype ||
       !std::equal(shape.begin(), shape.end(), got.shape().begin(), got.shape().end())) {
     return false;
   }
-  const std::size_t width = redist::size_of(s.type);
+  const std::size_t width = redist::size_of(s.dtype);
   std::byte want[8];
   for (std::size_t e = 0; e < got.numel(); ++e) {
     std::size_t rest = e, flat = 0, scale = 1;
@@ -115,7 +115,7 @@ bool check_shard(const shard_spec& s, std::size_t t, const host_tensor& got, int
       flat += static_cast<std::size_t>(x) * scale;
       scale *= static_cast<std::size_t>(s.shape[d]);
     }
-    store(s.type, t, flat, want);
+    store(s.dtype, t, flat, want);
     if (std::memcmp(want, static_cast<const std::byte*>(got.data()) + e * width, width) != 0) return false;
   }
   return true;

@@ -33,7 +33,7 @@ namespace redist {
 // One full tensor of the model, described alike on every rank (shard_scatter checks that they agree).
 struct shard_spec {
   std::string name;  // unique among the specs
-  redist::dtype type = redist::dtype::f32;
+  redist::dtype dtype = redist::dtype::f32;
   std::vector<std::int64_t> shape;
   std::optional<int> shard_dim;  // cut into size() equal shards along this dim; none: every rank gets a copy
   std::optional<int> owner;      // the rank that loads it; none: chosen by plan_shards to balance bytes
@@ -87,12 +87,12 @@ inline std::vector<shard_sizes> check_shard_specs(const char* who, std::span<con
   std::vector<shard_sizes> sizes(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const shard_spec& s = specs[i];
-    if (size_of(s.type) == 0) fail(who, ": tensor '", s.name, "' has an unknown dtype");
+    if (size_of(s.dtype) == 0) fail(who, ": tensor '", s.name, "' has an unknown dtype");
     for (std::size_t d = 0; d < s.shape.size(); ++d) {
       if (s.shape[d] < 0)
         fail(who, ": tensor '", s.name, "': extent ", s.shape[d], " of dim ", d, " is negative");
     }
-    std::size_t bytes = size_of(s.type);
+    std::size_t bytes = size_of(s.dtype);
     for (const std::int64_t e : s.shape) {
       if (!checked_mul(bytes, static_cast<std::size_t>(e), bytes))
         fail(who, ": tensor '", s.name, "': size overflows");
@@ -236,7 +236,7 @@ inline call_description describe_shard_call(const char* who, std::span<const sha
                                             const shard_options& options) {
   fingerprint h;
   for (const shard_spec& s : specs) {
-    h.add(s.name).add(static_cast<std::uint64_t>(s.type)).add_all(s.shape);
+    h.add(s.name).add(static_cast<std::uint64_t>(s.dtype)).add_all(s.shape);
     h.add(s.shard_dim ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.shard_dim)) : ~0ull);
     h.add(s.owner ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.owner)) : ~0ull);
   }
@@ -251,7 +251,7 @@ inline call_description describe_shard_call(const char* who, std::span<const sha
 inline void slice_shards(const std::byte* from, const shard_spec& s, std::size_t n,
                          std::span<std::byte* const> to) {
   const auto k = static_cast<std::size_t>(*s.shard_dim);
-  std::size_t outer = 1, inner = size_of(s.type);
+  std::size_t outer = 1, inner = size_of(s.dtype);
   for (std::size_t d = 0; d < k; ++d) outer *= static_cast<std::size_t>(s.shape[d]);
   for (std::size_t d = k + 1; d < s.shape.size(); ++d) inner *= static_cast<std::size_t>(s.shape[d]);
   const std::size_t run = static_cast<std::size_t>(s.shape[k]) / n * inner;
@@ -274,10 +274,10 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
   for (std::size_t d = 0; d < shape.size(); ++d) shape[d] = traits::extent(t, d);
   bool contiguous = true;
   if constexpr (has_contiguity<Loaded>) contiguous = traits::is_contiguous(t);
-  if (traits::dtype(t) == s.type && shape == s.shape && contiguous) return {};
+  if (traits::dtype(t) == s.dtype && shape == s.shape && contiguous) return {};
   return "redist::shard_scatter: load(" + std::to_string(index) + ") returned a " +
          (contiguous ? "" : "non-contiguous ") + std::string(name(traits::dtype(t))) + " tensor of shape " +
-         shape_text(shape) + " for tensor '" + s.name + "', expected " + std::string(name(s.type)) + " " +
+         shape_text(shape) + " for tensor '" + s.name + "', expected " + std::string(name(s.dtype)) + " " +
          shape_text(s.shape);
 }
 
@@ -471,7 +471,7 @@ class shard_run {
       if (moved_in(i)) continue;
       shape = specs_[i].shape;
       if (!whole(i)) shape[static_cast<std::size_t>(*specs_[i].shard_dim)] /= static_cast<std::int64_t>(n_);
-      results_[i].emplace(tensor_traits<Tensor>::allocate(specs_[i].type, shape));
+      results_[i].emplace(tensor_traits<Tensor>::allocate(specs_[i].dtype, shape));
     }
   }
 

@@ -72,7 +72,7 @@ std::byte pattern(std::uint64_t seed, std::size_t i, std::size_t j) {
 }
 
 host_tensor full_tensor(std::uint64_t seed, std::size_t i, const shard_spec& s) {
-  host_tensor t(s.type, s.shape);
+  host_tensor t(s.dtype, s.shape);
   std::span<std::byte> b = t.bytes();
   for (std::size_t j = 0; j < b.size(); ++j) b[j] = pattern(seed, i, j);
   return t;
@@ -87,7 +87,7 @@ std::vector<shard_spec> random_specs(std::uint64_t seed, int ranks, std::size_t 
     const std::uint64_t d = draw(seed, 1000 + i);
     shard_spec s;
     s.name = "layer" + std::to_string(i % 7) + ".w" + std::to_string(i);
-    s.type = static_cast<dtype>(d % redist::dtype_count);
+    s.dtype = static_cast<dtype>(d % redist::dtype_count);
     const std::size_t dims = (d >> 8) % 4;
     for (std::size_t k = 0; k < dims; ++k)
       s.shape.push_back(static_cast<std::int64_t>((d >> (12 + 3 * k)) % 6));
@@ -111,7 +111,7 @@ std::vector<std::byte> expected_bytes(std::uint64_t seed, std::size_t i, const s
   if (s.shard_dim) shape[static_cast<std::size_t>(*s.shard_dim)] /= ranks;
   std::size_t elements = 1;
   for (const std::int64_t e : shape) elements *= static_cast<std::size_t>(e);
-  const std::size_t width = redist::size_of(s.type);
+  const std::size_t width = redist::size_of(s.dtype);
   std::vector<std::byte> out;
   std::vector<std::int64_t> index(shape.size());
   for (std::size_t e = 0; e < elements; ++e) {
@@ -142,7 +142,7 @@ std::string check_results(const std::vector<redist::named_tensor<host_tensor>>& 
     if (s.shard_dim) shape[static_cast<std::size_t>(*s.shard_dim)] /= ranks;
     const std::string what = "result " + std::to_string(i) + " ('" + s.name + "')";
     if (got[i].name != s.name) return what + " is named '" + got[i].name + "'";
-    if (t.dtype() != s.type) return what + " holds " + std::string(redist::name(t.dtype()));
+    if (t.dtype() != s.dtype) return what + " holds " + std::string(redist::name(t.dtype()));
     if (!std::equal(t.shape().begin(), t.shape().end(), shape.begin(), shape.end()))
       return what + " has the wrong shape";
     const std::vector<std::byte> want = expected_bytes(seed, i, s, r, ranks);
@@ -357,7 +357,7 @@ TEST_CASE("shard_scatter errors: the same redist::error on every rank, then the 
   if (n > 1) {
     // One rank's specs differ: another dtype, or a ragged extent there only, or another budget.
     specs = good_specs(n);
-    if (me == bad) specs[1].type = dtype::u8;
+    if (me == bad) specs[1].dtype = dtype::u8;
     const std::string differ_prefix = "redist::shard_scatter: the ranks' calls differ in specs: ";
     const std::string differ_bad = "rank " + std::to_string(bad) + " passes specs 3 tensors of fingerprint";
     std::string got;
@@ -430,7 +430,7 @@ TEST_CASE("shard_scatter errors: the same redist::error on every rank, then the 
       c, specs,
       [&](std::size_t i) {
         shard_spec s = specs[i];
-        if (i == 2) s.type = dtype::f16;
+        if (i == 2) s.dtype = dtype::f16;
         return full_tensor(1, i, s);
       },
       "redist::shard_scatter: load(2) returned a f16 tensor of shape [" + std::to_string(2 * n) +

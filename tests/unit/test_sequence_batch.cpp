@@ -295,7 +295,7 @@ TEST_CASE("sequence_batch: select, unpack, gather and update match the model byt
     const auto parts = b.unpack();
     REQUIRE(parts.size() == samples.size());
     for (std::size_t i = 0; i < parts.size(); ++i) expect_matches(parts[i], {samples[i]}, specs);
-    if (!samples.empty()) expect_matches(redist::gather(parts), samples, specs);  // gather({}) has no keys
+    if (!samples.empty()) expect_matches(redist::concat(parts), samples, specs);  // concat({}) has no keys
     const std::size_t cut = samples.empty() ? 0 : rng() % (samples.size() + 1);
     std::vector<model_sample> head(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(cut));
     std::vector<model_sample> tail(samples.begin() + static_cast<std::ptrdiff_t>(cut), samples.end());
@@ -304,7 +304,7 @@ TEST_CASE("sequence_batch: select, unpack, gather and update match the model byt
     split.push_back(make_batch(head));
     auto swapped = tail;
     swapped.insert(swapped.end(), head.begin(), head.end());
-    expect_matches(redist::gather(split), swapped, specs);
+    expect_matches(redist::concat(split), swapped, specs);
 
     // update: two keys arrive for the same ids in another order; a third replaces an existing key.
     const std::vector<key_spec> first{specs[0], specs[1]}, second{specs[2], specs[3]};
@@ -331,7 +331,7 @@ TEST_CASE("sequence_batch: metadata-only batches support the same operations") {
   expect_matches(b, samples, specs, false);
   std::vector<model_sample> pick{samples[4], samples[1]};
   expect_matches(b.select({samples[4].id, samples[1].id}, {"mask"}), pick, {specs[3]}, false);
-  expect_matches(redist::gather(b.unpack()), samples, specs, false);
+  expect_matches(redist::concat(b.unpack()), samples, specs, false);
 }
 
 TEST_CASE("sequence_batch: operations reject bad requests and leave the batch unchanged") {
@@ -371,32 +371,32 @@ TEST_CASE("sequence_batch: operations reject bad requests and leave the batch un
     std::vector<batch> two;
     two.push_back(make_batch(samples));
     two.push_back(make_batch(other, {specs[0], specs[2], specs[1], specs[3]}));
-    CHECK_NOTHROW(redist::gather(two));  // key order may differ; the first batch's order wins
+    CHECK_NOTHROW(redist::concat(two));  // key order may differ; the first batch's order wins
     two[1] = make_batch(other, {specs[0], specs[1]});
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has 2 keys, batch 0 has 4",
+    CHECK_THROWS_WITH_AS(redist::concat(two), "redist::concat: batch 1 has 2 keys, batch 0 has 4",
                          redist::error);
     const batch plain = make_batch(other);
     auto renamed = plain.fields();
     renamed[3].name = "attention";
     two[1] = batch({plain.ids().begin(), plain.ids().end()}, renamed, plain.metadata());
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 lacks key 'mask'", redist::error);
+    CHECK_THROWS_WITH_AS(redist::concat(two), "redist::concat: batch 1 lacks key 'mask'", redist::error);
     auto retyped = plain.fields();
     retyped[1].dtype = dtype::f16;
     retyped[1].data = host_tensor(dtype::f16, {plain.total_tokens("logprobs")});
     two[1] = batch({plain.ids().begin(), plain.ids().end()}, retyped, plain.metadata());
-    CHECK_THROWS_WITH_AS(redist::gather(two),
-                         "redist::gather: key 'logprobs' is f16[] in batch 1 but f32[] in batch 0",
+    CHECK_THROWS_WITH_AS(redist::concat(two),
+                         "redist::concat: key 'logprobs' is f16[] in batch 1 but f32[] in batch 0",
                          redist::error);
     two[1] = make_batch(other, specs, false);
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has 4 keys (no data), batch 0 has 4",
+    CHECK_THROWS_WITH_AS(redist::concat(two), "redist::concat: batch 1 has 4 keys (no data), batch 0 has 4",
                          redist::error);
     two[1] = make_batch({samples[2]});
     CHECK_THROWS_WITH_AS(
-        redist::gather(two),
+        redist::concat(two),
         doctest::Contains(("id " + std::to_string(samples[2].id) + " appears twice").c_str()), redist::error);
     two[1] = make_batch(other);
     two[1].set_metadata("extra", {"a", "b", "c"});
-    CHECK_THROWS_WITH_AS(redist::gather(two), "redist::gather: batch 1 has other metadata names than batch 0",
+    CHECK_THROWS_WITH_AS(redist::concat(two), "redist::concat: batch 1 has other metadata names than batch 0",
                          redist::error);
   }
 }

@@ -34,7 +34,7 @@ shard_spec replicated(std::string name, dtype t, std::vector<std::int64_t> shape
 }
 
 std::size_t bytes_of(const shard_spec& s) {
-  std::size_t b = redist::size_of(s.type);
+  std::size_t b = redist::size_of(s.dtype);
   for (const std::int64_t e : s.shape) b *= static_cast<std::size_t>(e);
   return b;
 }
@@ -112,7 +112,7 @@ std::vector<shard_spec> random_specs(std::mt19937_64& rng, int ranks, std::size_
   for (std::size_t i = 0; i < count; ++i) {
     shard_spec s;
     s.name = "t" + std::to_string(rng() % 1000) + "_" + std::to_string(i);
-    s.type = types[rng() % 6];
+    s.dtype = types[rng() % 6];
     const std::size_t dims = rng() % 4;
     for (std::size_t d = 0; d < dims; ++d) s.shape.push_back(static_cast<std::int64_t>(rng() % 5));
     if (!s.shape.empty() && rng() % 3 != 0) {

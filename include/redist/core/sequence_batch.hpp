@@ -270,7 +270,7 @@ class sequence_batch {
 
   template <class T>
   requires detail::host_allocatable<T>
-  friend sequence_batch<T> gather(std::span<const sequence_batch<T>> batches);
+  friend sequence_batch<T> concat(std::span<const sequence_batch<T>> batches);
 
  private:
   std::optional<std::size_t> find_key(std::string_view key) const noexcept {
@@ -436,7 +436,7 @@ class sequence_batch {
       out.seqlens.push_back(src.fields_[k].seqlens[pos]);
       const auto& off = src.layouts_[k].offsets;
       if (!detail::checked_add(tokens, off[pos + 1] - off[pos], tokens))
-        detail::fail("redist::gather: key '", like.name, "': token count overflows");
+        detail::fail("redist::concat: key '", like.name, "': token count overflows");
       if (!like.data) continue;
       const auto* base = static_cast<const std::byte*>(traits::data(*src.fields_[k].data));
       const std::size_t rb = src.layouts_[k].row_bytes;
@@ -462,7 +462,7 @@ class sequence_batch {
 // Concatenates batches: every batch must have the same keys (dtype and trailing shape alike), the same
 // metadata names, and data for all or none; ids must be distinct across batches.
 template <class Tensor>
-requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
+requires detail::host_allocatable<Tensor> sequence_batch<Tensor> concat(
     std::span<const sequence_batch<Tensor>> batches) {
   using batch = sequence_batch<Tensor>;
   if (batches.empty()) return {};
@@ -472,22 +472,22 @@ requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
     const batch& x = batches[b];
     total += x.size();
     if (x.fields_.size() != first.fields_.size() || x.has_data() != first.has_data())
-      detail::fail("redist::gather: batch ", b, " has ", x.fields_.size(), " keys",
+      detail::fail("redist::concat: batch ", b, " has ", x.fields_.size(), " keys",
                    x.has_data() ? "" : " (no data)", ", batch 0 has ", first.fields_.size(),
                    first.has_data() ? "" : " (no data)");
     for (const auto& f : first.fields_) {
       auto k = x.find_key(f.name);
-      if (!k) detail::fail("redist::gather: batch ", b, " lacks key '", f.name, "'");
+      if (!k) detail::fail("redist::concat: batch ", b, " lacks key '", f.name, "'");
       const auto& g = x.fields_[*k];
       if (g.dtype != f.dtype || g.trailing_shape != f.trailing_shape)
-        detail::fail("redist::gather: key '", f.name, "' is ", name(g.dtype),
+        detail::fail("redist::concat: key '", f.name, "' is ", name(g.dtype),
                      detail::shape_string(g.trailing_shape), " in batch ", b, " but ", name(f.dtype),
                      detail::shape_string(f.trailing_shape), " in batch 0");
     }
     if (x.metadata_.size() != first.metadata_.size() ||
         !std::equal(x.metadata_.begin(), x.metadata_.end(), first.metadata_.begin(),
                     [](const auto& a, const auto& c) { return a.first == c.first; }))
-      detail::fail("redist::gather: batch ", b, " has other metadata names than batch 0");
+      detail::fail("redist::concat: batch ", b, " has other metadata names than batch 0");
   }
   std::vector<std::pair<std::size_t, std::size_t>> where;
   where.reserve(total);
@@ -518,9 +518,9 @@ requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
 }
 
 template <class Tensor>
-requires detail::host_allocatable<Tensor> sequence_batch<Tensor> gather(
+requires detail::host_allocatable<Tensor> sequence_batch<Tensor> concat(
     const std::vector<sequence_batch<Tensor>>& batches) {
-  return gather(std::span<const sequence_batch<Tensor>>(batches));
+  return concat(std::span<const sequence_batch<Tensor>>(batches));
 }
 
 }  // namespace redist

@@ -1,7 +1,7 @@
 // redist::all_to_all_policy: runs an all_to_all_step in rounds that fit the staging budget. With byte staging
 // MPI reads the senders' tensors and writes the receivers' tensors in place, large keys in exchanges of their
-// own started together; with float32 staging each payload is cast once however many replicas receive it, and
-// every block is padded to the round's longest.
+// own started together; with float32 staging each route's window is cast into a slot of its own, every block
+// padded to the round's longest, the padding counted in the budget.
 #pragma once
 
 #include <algorithm>
@@ -43,13 +43,21 @@ struct all_to_all_policy {
       length[p] = s.bytes();
       if (touches[p]) mine.emplace(static_cast<std::uint32_t>(p), std::move(s));
     }
-    std::vector<std::size_t> out(n, 0), in(n, 0);
+    std::vector<std::size_t> out(n, 0), in(n, 0), routes(n, 0);
+    std::size_t longest = 0;
     for (const auto& r : st.routes) {
       out[static_cast<std::size_t>(r.src)] += length[r.payload];
       in[static_cast<std::size_t>(r.dst)] += length[r.payload];
+      routes[static_cast<std::size_t>(r.src)] += 1;
+      routes[static_cast<std::size_t>(r.dst)] += 1;  // a bound on either direction's route count
+      longest = std::max(longest, length[r.payload]);
     }
-    const std::size_t rounds = ctx.rounds_for(
-        std::max(*std::max_element(out.begin(), out.end()), *std::max_element(in.begin(), in.end())));
+    std::size_t staged =
+        std::max(*std::max_element(out.begin(), out.end()), *std::max_element(in.begin(), in.end()));
+    // Padded, a rank sends and receives every route's block at the round's longest: the budget counts it.
+    if constexpr (Staging::padded)
+      staged = std::max(staged, *std::max_element(routes.begin(), routes.end()) * longest);
+    const std::size_t rounds = ctx.rounds_for(staged);
 
     std::vector<const route*> sends, recvs;  // in (peer, key) order on both sides
     for (const auto& r : st.routes) {
@@ -141,65 +149,47 @@ struct all_to_all_policy {
   // the bytes once more costs more than the latency of another exchange.
   static constexpr std::size_t split_bytes = std::size_t{64} << 10;
 
-  // Round k with a staging that converts: each payload this rank sends is packed once into the wire format
-  // however many replicas receive it, every block padded to the round's longest when the staging pads, and
-  // what arrives unpacked from a landing buffer.
+  // Round k with a staging that converts: each route's window is cast into the wire format in a slot of its
+  // own, every block padded to the round's longest when the staging pads, and what arrives unpacked from a
+  // landing buffer.
   template <class Context>
   static void exchange_staged(Context& ctx, const all_to_all_step& st,
                               const std::map<std::uint32_t, stream>& mine,
                               const std::vector<std::size_t>& length, const std::vector<const route*>& sends,
                               const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds) {
     const auto& comm = ctx.comm();
-    const int me = comm.rank();
     const auto n = static_cast<std::size_t>(comm.size());
-    std::vector<std::byte> scratch_out, scratch_in, trash, zeros;
     std::vector<std::vector<const_segment>> send(n);
     std::vector<std::vector<segment>> recv(n);
     const std::size_t block = Staging::padded ? block_size(ctx, st, length, k, rounds) : 0;
-    // Staged once per payload: routes of one payload share its packed window.
-    std::map<std::uint32_t, const_segment> staged;
-    std::size_t out_bytes = 0, in_bytes = 0, pad_bytes = 0;
-    for (const auto& [p, s] : mine)
-      if (st.payloads[p].src == me) out_bytes += win(ctx, length[p], k, rounds);
-    for (const auto* r : recvs) {
-      const std::size_t w = win(ctx, length[r->payload], k, rounds);
-      in_bytes += w;
-      pad_bytes += block - w;
-    }
-    scratch_out.resize(out_bytes);
-    scratch_in.resize(in_bytes);
-    trash.resize(pad_bytes);
-    zeros.assign(block, std::byte{0});
+    // One slot per route on each side, a peer's slots in a row (routes are in (peer, key) order), so that
+    // each peer's blocks are one piece and nothing is packed again; a payload with several destinations is
+    // cast once per route.
+    auto slot = [&](const route* r) {
+      return Staging::padded ? block : win(ctx, length[r->payload], k, rounds);
+    };
+    std::size_t out_bytes = 0, in_bytes = 0;
+    for (const auto* r : sends) out_bytes += slot(r);
+    for (const auto* r : recvs) in_bytes += slot(r);
+    std::vector<std::byte> out(out_bytes), in(in_bytes);  // zeros beyond each window are the padding
     std::size_t at = 0;
     for (const auto* r : sends) {
       const auto [b, e] = Context::window(length[r->payload], k, rounds);
-      auto& dst = send[static_cast<std::size_t>(r->dst)];
-      auto it = staged.find(r->payload);
-      if (it == staged.end()) {
-        ctx.pack(mine.at(r->payload), b, e, scratch_out.data() + at);
-        it = staged.emplace(r->payload, const_segment{scratch_out.data() + at, e - b}).first;
-        at += e - b;
-      }
-      dst.push_back(it->second);
-      if (block > e - b) dst.push_back({zeros.data(), block - (e - b)});
+      ctx.pack(mine.at(r->payload), b, e, out.data() + at);
+      detail::append_piece(send[static_cast<std::size_t>(r->dst)], const_segment{out.data() + at, slot(r)});
+      at += slot(r);
     }
-    std::size_t in_at = 0, trash_at = 0;
+    at = 0;
     for (const auto* r : recvs) {
-      const auto [b, e] = Context::window(length[r->payload], k, rounds);
-      auto& src = recv[static_cast<std::size_t>(r->src)];
-      ctx.recv_pieces(mine.at(r->payload), b, e, src, scratch_in.data() + in_at);
-      in_at += e - b;
-      if (block > e - b) {
-        src.push_back({trash.data() + trash_at, block - (e - b)});
-        trash_at += block - (e - b);
-      }
+      detail::append_piece(recv[static_cast<std::size_t>(r->src)], segment{in.data() + at, slot(r)});
+      at += slot(r);
     }
     detail::exchange_segments(comm, send, recv);
-    in_at = 0;
+    at = 0;
     for (const auto* r : recvs) {
       const auto [b, e] = Context::window(length[r->payload], k, rounds);
-      ctx.unpack(mine.at(r->payload), b, e, scratch_in.data() + in_at);
-      in_at += e - b;
+      ctx.unpack(mine.at(r->payload), b, e, in.data() + at);
+      at += slot(r);
     }
   }
 

@@ -28,9 +28,13 @@ struct gather_policy {
     std::vector<stream> streams(ranks.size());
     for (std::size_t i = 0; i < st.srcs.size(); ++i)
       if (st.srcs[i] != st.root) streams[index(st.srcs[i])] = ctx.make_stream(st.ids[i], st.keys);
-    std::size_t total = 0;
-    for (const auto& s : streams) total += s.bytes();
-    const std::size_t rounds = ctx.rounds_for(total);
+    std::size_t total = 0, longest_stream = 0;
+    for (const auto& s : streams) {
+      total += s.bytes();
+      longest_stream = std::max(longest_stream, s.bytes());
+    }
+    // Padded, the root receives every member's block at the longest: the budget counts the padding.
+    const std::size_t rounds = ctx.rounds_for(Staging::padded ? longest_stream * ranks.size() : total);
     const bool root = me == st.root;
     if (root) {
       for (const auto& s : streams) ctx.declare(s);

@@ -45,7 +45,9 @@ struct scatter_policy {
       staged_total += s.bytes();
       largest = std::max(largest, s.bytes());
     }
-    const std::size_t rounds = ctx.rounds_for(std::max(staged_total, largest));
+    // Padded, the root stages every distinct list's window at the longest: the budget counts the padding.
+    const std::size_t rounds =
+        ctx.rounds_for(Staging::padded ? largest * streams.size() : std::max(staged_total, largest));
     const std::size_t my_list = list_of[index(me)];
     if (my_list != SIZE_MAX) {
       ctx.declare(streams[my_list]);
