@@ -850,7 +850,8 @@ int main(int argc, char** argv) {
       say(me,
           "# metadata: validate + encode + allgatherv; plan: decode, catalog, tracker, plan_all_to_all; "
           "checks: the pre-transfer checks + plan fingerprint; output: allocating the returned batch; "
-          "exchange: the plan's steps (a group of point-to-point transfers per large key, started together, into the "
+          "exchange: the plan's steps (a group of point-to-point transfers per large key, started together, "
+          "into the "
           "output); own-copy: the samples this rank held, copied in\n");
     }
 
