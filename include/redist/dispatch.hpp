@@ -219,19 +219,11 @@ nested<Tensor> clone_item(const nested<Tensor>& node) {
   return named;
 }
 
-// Completes every request, then rethrows the first failure: no buffer is released while a transfer uses it.
+// Completes every request and forgets them, then rethrows the first failure.
 template <class Request>
 void wait_every(std::vector<Request>& requests) {
-  std::exception_ptr failure;
-  for (auto& r : requests) {
-    try {
-      r.wait();
-    } catch (...) {
-      if (!failure) failure = std::current_exception();
-    }
-  }
+  wait_all(requests);
   requests.clear();
-  if (failure) std::rethrow_exception(failure);
 }
 
 // The root's messages for every receiver, prepared before the agreement: each item checked and encoded.

@@ -121,6 +121,14 @@ outcome one_call(const redist::mpi_communicator& comm, int bad, const redist::re
   });
 }
 
+// f on the world and on the world numbered backwards.
+template <class F>
+void on_world_and_backwards(F f) {
+  f(redist::mpi_communicator(MPI_COMM_WORLD));
+  const redist::test::owned_comm reversed = redist::test::reversed_world();
+  f(redist::mpi_communicator(reversed.get()));
+}
+
 std::string passes(int rank, const std::string& what) {
   return "rank " + std::to_string(rank) + " passes " + what;
 }
@@ -128,11 +136,7 @@ std::string passes(int rank, const std::string& what) {
 }  // namespace
 
 TEST_CASE("one-call redistribute: each option differing on one rank is named, on every rank") {
-  const redist::mpi_communicator world(MPI_COMM_WORLD);
-  const redist::test::owned_comm reversed = redist::test::reversed_world();
-  const redist::mpi_communicator backwards(reversed.get());
-  for (const redist::mpi_communicator* c : {&world, &backwards}) {
-    const redist::mpi_communicator& comm = *c;
+  on_world_and_backwards([&](const redist::mpi_communicator& comm) {
     const int n = comm.size();
     if (n < 2) return;  // nobody to differ from
     const int bad = n - 1;
@@ -170,7 +174,7 @@ TEST_CASE("one-call redistribute: each option differing on one rank is named, on
     check_agreed_error(one_call<redist::float32_staging>(comm, bad, base, base), comm,
                        {"the ranks' calls differ in staging", passes(bad, "staging float32_staging")});
     check_still_works(comm);
-  }
+  });
 }
 
 TEST_CASE("one-call redistribute: a plan that cannot be made fails alike on every rank") {
@@ -314,11 +318,7 @@ TEST_CASE("different ops on one rank fail alike: the op is part of every call's 
 TEST_CASE(
     "redistribute_into: a result of the same layout is filled in place, another is rebuilt, an error keeps "
     "it") {
-  const redist::mpi_communicator world(MPI_COMM_WORLD);
-  const redist::test::owned_comm reversed = redist::test::reversed_world();
-  const redist::mpi_communicator backwards(reversed.get());
-  for (const redist::mpi_communicator* c : {&world, &backwards}) {
-    const redist::mpi_communicator& comm = *c;
+  on_world_and_backwards([&](const redist::mpi_communicator& comm) {
     const int n = comm.size();
     const batch local = ring_batch(comm.rank());
     const auto wanted = ring_wanted(comm.rank(), n);
@@ -364,5 +364,5 @@ TEST_CASE(
       INFO(problem);
       CHECK(all_ranks(problem.empty(), comm.native()));
     }
-  }
+  });
 }

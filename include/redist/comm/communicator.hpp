@@ -7,6 +7,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <span>
 #include <utility>
@@ -34,6 +35,21 @@ concept p2p_group = requires(G& g, std::span<const std::byte> cbuf, std::span<st
   g.recv_pieces(pieces, 0);  // one message spread over several pieces
   { std::move(g).finish() } -> std::same_as<Request>;
 };
+
+// Completes every request of a range, then throws the first failure, if any: no buffer is released while a
+// transfer still uses it.
+template <class Requests>
+void wait_all(Requests& requests) {
+  std::exception_ptr failure;
+  for (auto& r : requests) {
+    try {
+      r.wait();
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+}
 
 // A communicator: ranks 0..size()-1, byte-based collectives that every rank calls, point to point and
 // nonblocking operations (all of them returning the one request type, whose wait() completes them), and

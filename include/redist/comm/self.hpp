@@ -66,10 +66,6 @@ class self_request {
   std::shared_ptr<detail::self_posted_recv> recv_;
 };
 
-inline void wait_all(std::span<self_request> requests) {
-  for (self_request& r : requests) r.wait();
-}
-
 // A group of point-to-point transfers on one process: sends and receives to rank 0 are matched in the order
 // they were posted when the group finishes, each send copied into its receive (sizes must agree). Zero-byte
 // transfers are not posted, as on mpi_communicator.

@@ -105,19 +105,6 @@ class mpi_request {
   std::unique_ptr<detail::mpi_collective_args> args_;  // a nonblocking collective's, freed once complete
 };
 
-// Completes every request, then throws the first failure, if any.
-inline void wait_all(std::span<mpi_request> requests) {
-  std::exception_ptr failure;
-  for (mpi_request& r : requests) {
-    try {
-      r.wait();
-    } catch (...) {
-      if (!failure) failure = std::current_exception();
-    }
-  }
-  if (failure) std::rethrow_exception(failure);
-}
-
 // A group of point-to-point transfers, the shape NCCL offers (group start, sends and receives, group end):
 // send() and recv() start them at once (MPI_Isend, MPI_Irecv, chunked at INT_MAX bytes) on a tag of their
 // own, and finish() hands back the request that completes them all. Between two ranks, the transfers of
