@@ -3,30 +3,21 @@
 #pragma once
 
 #include <cstddef>
-#include <optional>
-#include <span>
-#include <string>
-#include <utility>
 #include <vector>
 
-#include "redist/comm/agree.hpp"
 #include "redist/comm/communicator.hpp"
 #include "redist/core/catalog.hpp"
 #include "redist/core/error.hpp"
-#include "redist/core/metadata_codec.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/options.hpp"
-#include "redist/plan/all_to_all.hpp"
-#include "redist/plan/broadcast.hpp"
-#include "redist/plan/gather_scatter.hpp"
 #include "redist/plan/steps.hpp"
-#include "redist/plan/storage_tracker.hpp"
 #include "redist/redistribute/execute.hpp"
-#include "redist/redistribute/request_codec.hpp"
+#include "redist/redistribute/one_call.hpp"
 #include "redist/staging/byte_staging.hpp"
 #include "redist/staging/float32_staging.hpp"
+#include "redist/staging/policy.hpp"
 
 namespace redist {
 
@@ -38,7 +29,7 @@ namespace redist {
 // Policies replace the default policy of their step_type. A rank that cannot allocate (std::bad_alloc) once
 // data moves, a received tensor or staging, is not recovered: its peers would wait for it, as MPI would; the
 // staging budget bounds what it allocates.
-template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, tensor_like Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
   auto call = detail::describe_redistribute<Staging>(opts);
@@ -46,95 +37,6 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
   detail::execute<Staging, Policies...>(comm, store, p, cat, opts,
                                         static_cast<sequence_batch<Tensor>*>(nullptr), call);
 }
-
-namespace detail {
-
-// The one-call form, into a result that takes `reuse`'s tensors when it has the result's layout already.
-template <class Staging, class... Policies, class Comm, class Tensor>
-sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& local,
-                                const std::vector<sample_id>& wanted, const redistribute_options& opts,
-                                sequence_batch<Tensor>* reuse) {
-  constexpr const char* who = "redist::redistribute";
-  auto call = describe_redistribute<Staging>(opts);
-  std::string keys_text = "[";
-  for (const auto& k : opts.keys) keys_text += str(keys_text.size() == 1 ? "" : ", ", k);
-  call.add("pattern", pattern_name(opts.pattern))
-      .add("ranks_per_node", opts.ranks_per_node)
-      .add("keys", keys_text + ']');
-
-  // The allgather carries each rank's call and its request, or its problem.
-  std::vector<std::byte> meta;
-  const std::string problem = problem_of([&] {
-    local.validate();
-    meta = encode_metadata(local);
-  });
-  const auto blob = encode_request(call.text(), problem, meta, wanted);
-  std::vector<std::size_t> counts;
-  const auto all = comm.allgatherv(blob, &counts);
-  std::vector<request> requests;
-  std::vector<std::string> problems, calls;
-  bool agreed = true;
-  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
-    requests.push_back(decode_request(std::span(all).subspan(at, counts[r]), r));
-    problems.push_back(requests.back().problem);
-    calls.push_back(requests.back().call);
-    agreed = agreed && problems.back().empty() && calls.back() == calls.front();
-  }
-  if (!agreed) throw error(agreed_message(who, problems, calls));
-
-  // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
-  // every rank, and so is the plan.
-  catalog cat;
-  std::vector<sequence_batch<host_tensor>> metas;
-  std::vector<id_list> wants;
-  plan p;
-  std::vector<std::string> keys = opts.keys;
-  std::string problem_here = problem_of([&] {
-    for (std::size_t r = 0; r < requests.size(); ++r) {
-      metas.push_back(decode_metadata(requests[r].metadata));
-      cat.add(metas.back(), static_cast<int>(r));
-      wants.push_back(wanted_ids(requests[r]));
-    }
-    if (keys.empty())
-      for (const auto& k : cat.keys()) keys.push_back(k.name);
-    const auto tracker = storage_tracker::from_batches(metas);
-    const plan_options po{.ranks_per_node = opts.ranks_per_node};
-    switch (opts.pattern) {
-      case plan_pattern::one_hop:
-        p = plan_all_to_all(tracker, wants, keys, po);
-        break;
-      case plan_pattern::gather_scatter:
-        p = plan_gather_scatter(tracker, wants, keys, po);
-        break;
-      case plan_pattern::broadcast:
-        p = plan_broadcast(tracker, wants, keys, po);
-        break;
-    }
-  });
-
-  sample_store<Tensor> store;
-  store.borrow(local);  // no copy of this rank's samples
-  // Received samples land in their final places; what this rank held is copied in once at the end. A rank
-  // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
-  std::optional<sequence_batch<Tensor>> out;
-  bool reused = false;
-  const metadata_map old_metadata = reuse != nullptr ? reuse->metadata() : metadata_map{};
-  if (problem_here.empty()) {
-    problem_here = problem_of([&] {
-      allocating(who, comm.rank(), "its result",
-                 [&] { out.emplace(make_output<Tensor>(cat, wanted, keys, metas, reuse, reused)); });
-    });
-  }
-  try {
-    execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here);
-  } catch (...) {
-    if (reused) give_back(*out, *reuse, old_metadata);
-    throw;
-  }
-  return std::move(*out);
-}
-
-}  // namespace detail
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
 // exactly those ids, in that order, with opts.keys (or every key, ascending by name), keys packed in that
@@ -147,12 +49,19 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
 // (pattern, keys and their order, staging, budget, ranks_per_node, allow_lossy), a rank's invalid batch and
 // a plan that cannot be made (an unknown key, ranks_per_node 0, an id no rank holds) fail the same way on
 // every rank, naming what differs or the rank at fault, before any sample moves.
-template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
                                     const std::vector<sample_id>& wanted,
                                     const redistribute_options& opts = {}) {
-  return detail::one_call<Staging, Policies...>(comm, local, wanted, opts,
-                                                static_cast<sequence_batch<Tensor>*>(nullptr));
+  static_assert(
+      allocatable_tensor<Tensor>,
+      "redist::redistribute: the one-call form creates the result's tensors; tensor_traits<T> lacks "
+      "`static T allocate(redist::dtype, std::span<const std::int64_t> shape)`");
+  if constexpr (allocatable_tensor<Tensor>)  // else only the assertion speaks
+    return detail::one_call<Staging, Policies...>(comm, local, wanted, opts,
+                                                  static_cast<sequence_batch<Tensor>*>(nullptr));
+  else
+    return {};
 }
 
 // The one-call form into `out`, for loops that repeat a redistribution: when out already has the result's
@@ -162,11 +71,15 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
 // exchange's packing lands in that kept workspace, so a repeated call allocates no tensor-sized memory at
 // all. Costs and errors as redistribute(); on an error out keeps its tensors and metadata (their bytes may
 // have been written only if the error came while data moved).
-template <class Staging = byte_staging, class... Policies, class Comm, class Tensor>
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
                        const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,
                        const redistribute_options& opts = {}) {
-  out = detail::one_call<Staging, Policies...>(comm, local, wanted, opts, &out);
+  static_assert(allocatable_tensor<Tensor>,
+                "redist::redistribute_into: the one-call form creates the result's tensors; tensor_traits<T> "
+                "lacks `static T allocate(redist::dtype, std::span<const std::int64_t> shape)`");
+  if constexpr (allocatable_tensor<Tensor>)
+    out = detail::one_call<Staging, Policies...>(comm, local, wanted, opts, &out);
 }
 
 }  // namespace redist

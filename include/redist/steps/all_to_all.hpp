@@ -15,12 +15,13 @@
 #include "redist/comm/communicator.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/staging/exchange.hpp"
+#include "redist/staging/policy.hpp"
 #include "redist/staging/workspace.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
 
-template <class Staging>
+template <staging_policy Staging>
 struct all_to_all_policy {
   using step_type = all_to_all_step;
 

@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "redist/plan/steps.hpp"
+#include "redist/staging/policy.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
 
-template <class Staging>
+template <staging_policy Staging>
 struct broadcast_policy {
   using step_type = broadcast_step;
 

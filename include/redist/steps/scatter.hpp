@@ -12,11 +12,12 @@
 #include "redist/comm/communicator.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/staging/exchange.hpp"
+#include "redist/staging/policy.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
 
-template <class Staging>
+template <staging_policy Staging>
 struct scatter_policy {
   using step_type = scatter_step;
 

@@ -1,0 +1,241 @@
+// dispatch's messages, made on the root alone before any byte moves: every item checked (contiguity, sizes,
+// depth) and encoded as a first message of fixed size (header, schema, small tensors) and the rest of its
+// stream, its large tensors listed to be sent from the item's own memory.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "redist/core/dtype.hpp"
+#include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
+#include "redist/core/nested.hpp"
+#include "redist/core/tensor_traits.hpp"
+#include "redist/detail/byte_codec.hpp"
+#include "redist/detail/checked.hpp"
+
+namespace redist {
+
+struct dispatch_options {
+  // Read on the root only (receivers learn it from the root's first message), so ranks need not agree on it.
+  // A tensor of fewer bytes travels packed with the schema (one copy on each side); a larger one is sent from
+  // the item's memory and received into the result's tensor, with no copy. 0: every tensor on its own.
+  // Measured with Open MPI on shared memory (bench_dispatch): packing wins up to 8-16 KiB, since a message
+  // costs more than copying that much (above the 4 KiB eager limit each one also needs a rendezvous), and
+  // loses from 32 KiB on.
+  std::size_t pack_below = std::size_t{16} << 10;
+};
+
+namespace detail {
+
+// Messages of dispatch() share one tag: between a root and a receiver they are matched in the order they were
+// sent, which both sides derive from the schema.
+inline constexpr int dispatch_tag = 0x4453;
+
+// The first message to every receiver has this fixed size, so that it can be received without knowing more:
+// a header, then the start of its stream (schema, then packed tensors). Small
+// enough to stay within Open MPI's shared-memory eager limit (4 KiB); the rest of a longer stream follows in
+// a second message.
+inline constexpr std::size_t dispatch_head_bytes = 1024;
+
+enum class dispatch_status : std::uint64_t { item = 1, nothing = 2 };
+
+struct dispatch_header {
+  dispatch_status status;
+  std::uint64_t schema_bytes;
+  std::uint64_t packed_bytes;
+  std::uint64_t pack_below;
+};
+static_assert(sizeof(dispatch_header) == 32);
+
+inline constexpr std::size_t dispatch_inline_bytes = dispatch_head_bytes - sizeof(dispatch_header);
+
+// Where a tensor sits in its item, for error messages: field names and list indices from the top.
+struct path_step {
+  const std::string* name;  // null: a list index
+  std::size_t index;
+};
+
+inline std::string path_string(const std::vector<path_step>& path) {
+  if (path.empty()) return "(the item itself)";
+  std::string s;
+  for (const auto& p : path) {
+    if (p.name != nullptr) {
+      if (!s.empty()) s += '.';
+      s += *p.name;
+    } else {
+      s += '[' + std::to_string(p.index) + ']';
+    }
+  }
+  return s;
+}
+
+// Bytes of a dense tensor; false when an extent is negative or the product overflows on the way, as
+// host_tensor refuses it (so no receiver fails to allocate what the root accepted).
+template <class Tensor>
+bool tensor_bytes(const Tensor& t, std::size_t& bytes) {
+  using traits = tensor_traits<Tensor>;
+  bytes = size_of(traits::dtype(t));
+  for (std::size_t d = 0, rank = traits::rank(t); d < rank; ++d) {
+    const auto e = static_cast<std::int64_t>(traits::extent(t, d));
+    if (e < 0 || !checked_mul(bytes, static_cast<std::size_t>(e), bytes)) return false;
+  }
+  return true;
+}
+
+// Checks one item on the root and lists its tensors' bytes depth first; throws naming the tensor.
+template <class Tensor>
+void collect_tensors(const nested<Tensor>& node, std::size_t item, std::vector<path_step>& path,
+                     std::vector<const_segment>& out) {
+  auto problem = [&](auto&&... what) {
+    fail("redist::dispatch: item ", item, ", tensor '", path_string(path), "' ", what...);
+  };
+  if (path.size() > static_cast<std::size_t>(max_nested_depth))
+    fail("redist::dispatch: item ", item, " nests deeper than ", max_nested_depth, " levels at '",
+         path_string(path), "'");
+  if (node.is_tensor()) {
+    const Tensor& t = node.tensor();
+    if constexpr (traits_have_contiguity<Tensor>) {
+      if (!tensor_traits<Tensor>::is_contiguous(t)) problem("is not contiguous");
+    }
+    std::size_t bytes = 0;
+    if (!tensor_bytes(t, bytes)) problem("has a negative extent or a size that overflows std::size_t");
+    const auto* data = static_cast<const std::byte*>(tensor_traits<Tensor>::data(t));
+    if (data == nullptr && bytes != 0) problem("has ", bytes, " bytes but no data");
+    out.push_back({data, bytes});
+  } else if (node.is_list()) {
+    const auto& items = node.items();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      path.push_back({nullptr, i});
+      collect_tensors(items[i], item, path, out);
+      path.pop_back();
+    }
+  } else {
+    for (const auto& f : node.named()) {
+      path.push_back({&f.name, 0});
+      collect_tensors(f.value, item, path, out);
+      path.pop_back();
+    }
+  }
+}
+
+// The part of a receiver's stream beyond its first message, and the tensors sent on their own.
+struct dispatch_outgoing {
+  std::unique_ptr<std::byte[]> rest;  // not zeroed: every byte is written before it is sent
+  std::size_t rest_bytes = 0;
+  std::vector<const_segment> direct;
+};
+
+// Writes a stream into the inline part of a first message, then into `out.rest`: packing costs one copy.
+class dispatch_stream_writer {
+ public:
+  dispatch_stream_writer(std::byte* head, dispatch_outgoing& out, const dispatch_header& h, std::size_t total)
+      : head_(head + sizeof h), out_(out) {
+    store_bytes(head, h);
+    if (total > dispatch_inline_bytes) {
+      out.rest_bytes = total - dispatch_inline_bytes;
+      out.rest = std::make_unique_for_overwrite<std::byte[]>(out.rest_bytes);
+    }
+  }
+  void put(const void* data, std::size_t bytes) {
+    const auto* p = static_cast<const std::byte*>(data);
+    const std::size_t first = at_ < dispatch_inline_bytes ? std::min(bytes, dispatch_inline_bytes - at_) : 0;
+    host_space::copy(head_ + at_, p, first);
+    if (bytes != first)
+      host_space::copy(out_.rest.get() + (at_ + first - dispatch_inline_bytes), p + first, bytes - first);
+    at_ += bytes;
+  }
+
+ private:
+  std::byte* head_;
+  dispatch_outgoing& out_;
+  std::size_t at_ = 0;
+};
+
+// Checks rank r's item and, unless it is the root's own (which is not sent), writes its first message into
+// `head` and returns the rest; throws redist::error on bad input.
+template <class Tensor>
+dispatch_outgoing prepare_item(const nested<Tensor>& item, std::size_t r, std::size_t pack_below, bool sent,
+                               std::byte* head) {
+  dispatch_outgoing out;
+  std::vector<path_step> path;
+  std::vector<const_segment> tensors;
+  collect_tensors(item, r, path, tensors);
+  if (!sent) return out;
+  const std::vector<std::byte> schema = encode_schema(item);
+  std::size_t packed = 0;
+  for (const auto& t : tensors) {
+    if (t.bytes != 0 && t.bytes < pack_below) packed += t.bytes;
+  }
+  dispatch_stream_writer w(head, out, {dispatch_status::item, schema.size(), packed, pack_below},
+                           schema.size() + packed);
+  w.put(schema.data(), schema.size());
+  for (const auto& t : tensors) {
+    if (t.bytes == 0) continue;
+    if (t.bytes < pack_below) {
+      w.put(t.data, t.bytes);
+    } else {
+      out.direct.push_back(t);
+    }
+  }
+  return out;
+}
+
+// A deep copy whose tensors the root owns like the receivers own theirs (the span overload's own item).
+template <class Tensor>
+nested<Tensor> clone_item(const nested<Tensor>& node) {
+  if (node.is_tensor()) {
+    const Tensor& t = node.tensor();
+    using traits = tensor_traits<Tensor>;
+    std::vector<std::int64_t> shape(traits::rank(t));
+    for (std::size_t d = 0; d < shape.size(); ++d) shape[d] = static_cast<std::int64_t>(traits::extent(t, d));
+    Tensor copy = traits::allocate(traits::dtype(t), shape);
+    std::size_t bytes = 0;
+    if (tensor_bytes(t, bytes))
+      host_space::copy(static_cast<std::byte*>(traits::data(copy)),
+                       static_cast<const std::byte*>(traits::data(t)), bytes);
+    return copy;
+  }
+  if (node.is_list()) {
+    typename nested<Tensor>::list items;
+    items.reserve(node.items().size());
+    for (const auto& child : node.items()) items.push_back(clone_item(child));
+    return items;
+  }
+  typename nested<Tensor>::fields named;
+  named.reserve(node.named().size());
+  for (const auto& f : node.named()) named.push_back({f.name, clone_item(f.value)});
+  return named;
+}
+
+// The root's messages for every receiver, prepared before the agreement: each item checked and encoded.
+struct dispatch_outbox {
+  std::vector<dispatch_outgoing> out;
+  std::vector<std::byte> heads;  // every receiver's first message, dispatch_head_bytes each
+  std::byte* head(std::size_t r) { return heads.data() + r * dispatch_head_bytes; }
+};
+
+// Checks and encodes every item on the root; throws redist::error on bad input.
+template <class Tensor>
+void prepare_items(std::span<const nested<Tensor>> items, std::size_t size, std::size_t root,
+                   std::size_t pack_below, dispatch_outbox& box) {
+  box.out.resize(size);
+  box.heads.resize(size * dispatch_head_bytes);
+  if (items.size() > size)
+    fail("redist::dispatch: ", items.size(), " items for a communicator of ", size,
+         " ranks; at most one item per rank");
+  for (std::size_t r = 0; r < items.size(); ++r)
+    box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r));
+  for (std::size_t r = items.size(); r < size; ++r) {
+    const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
+    store_bytes(box.head(r), nothing);
+  }
+}
+
+}  // namespace detail
+}  // namespace redist

@@ -1,0 +1,262 @@
+// One shard_scatter call: the agreement on the specs and budget, results and staging allocated before it,
+// then per batch the owners' tensors loaded, sliced and packed while the previous batch moves.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "redist/comm/agree.hpp"
+#include "redist/comm/communicator.hpp"
+#include "redist/core/error.hpp"
+#include "redist/core/host_tensor.hpp"
+#include "redist/core/memory_space.hpp"
+#include "redist/core/tensor_traits.hpp"
+#include "redist/detail/hash.hpp"
+#include "redist/detail/text.hpp"
+#include "redist/plan/shard.hpp"
+#include "redist/shard/layout.hpp"
+
+namespace redist {
+
+// What shard_scatter calls on a tensor's owner: load(i) returns the full tensor of spec i, by value.
+template <class Load>
+concept shard_loader = std::invocable<Load&, std::size_t> &&
+    tensor_like<std::remove_cvref_t<std::invoke_result_t<Load&, std::size_t>>>;
+
+namespace detail {
+
+// shard_scatter's description for its agreement: the specs (as a count and a fingerprint of every name,
+// dtype, shape, shard dim and owner) and the batch budget, everything the plan depends on.
+inline call_description describe_shard_call(const char* who, std::span<const shard_spec> specs,
+                                            const shard_options& options) {
+  fingerprint h;
+  for (const shard_spec& s : specs) {
+    h.add(s.name).add(static_cast<std::uint64_t>(s.dtype)).add_all(s.shape);
+    h.add(s.shard_dim ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.shard_dim)) : ~0ull);
+    h.add(s.owner ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(*s.owner)) : ~0ull);
+  }
+  return call_description()
+      .add("op", who)
+      .add("specs", str(specs.size(), " tensors of fingerprint ", h.value()))
+      .add("max_batch_bytes", options.max_batch_bytes);
+}
+
+// One shard_scatter call: prepare() plans, checks and allocates, run() moves the batches, take() hands the
+// results over.
+template <class Tensor, class Comm, class Load>
+class shard_run {
+ public:
+  using loaded = std::remove_cvref_t<std::invoke_result_t<Load&, std::size_t>>;
+  static constexpr const char* who = "redist::shard_scatter";
+
+  shard_run(const Comm& comm, std::span<const shard_spec> specs, Load& load, const shard_options& options)
+      : comm_(comm),
+        specs_(specs),
+        load_(load),
+        options_(options),
+        me_(comm.rank()),
+        n_(static_cast<std::size_t>(comm.size())),
+        mine_(static_cast<std::size_t>(comm.rank())) {}
+
+  // Everything that can fail before data moves, agreed with the specs and the budget in one allreduce.
+  void prepare() {
+    problem_ = problem_of([&] {
+      allocating(who, me_, "its results and staging", [&] {
+        plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
+        allocate();
+      });
+    });
+    agree(comm_, who, problem_, describe_shard_call(who, specs_, options_));
+  }
+
+  // Packs batch b (loading its tensors) and starts it, then completes and unpacks batch b - 1. A load
+  // failure is agreed at the end: every rank saw every rank's success flag in the last batch (or is alone),
+  // so all of them call agree or none does.
+  void run() {
+    const std::size_t batches = plan_.batches();
+    for (std::size_t b = 0; b < batches; ++b) {
+      start(b);
+      if (b > 0) finish(b - 1);
+    }
+    if (batches > 0) finish(batches - 1);
+    if (peer_failed_ || !problem_.empty()) agree(comm_, who, problem_);
+  }
+
+  std::vector<named_tensor<Tensor>> take() {
+    for (std::size_t i = 0; i < specs_.size(); ++i) out_.push_back({specs_[i].name, std::move(*results_[i])});
+    return std::move(out_);
+  }
+
+ private:
+  bool whole(std::size_t i) const noexcept { return !specs_[i].shard_dim || n_ == 1; }
+  bool moved_in(std::size_t i) const noexcept {  // a result taken over from load's tensor, not allocated
+    return std::is_same_v<loaded, Tensor> && plan_.owners[i] == me_ && whole(i);
+  }
+  std::byte* result_data(std::size_t i) {
+    return static_cast<std::byte*>(tensor_traits<Tensor>::data(*results_[i]));
+  }
+
+  // Staging for the two batches in flight, from the caller's workspace or allocated, and every result but
+  // those taken over from load.
+  void allocate() {
+    out_.reserve(specs_.size());
+    const std::array<std::size_t, 4> need = staging_bytes(plan_, sizes_, mine_, n_);
+    const std::size_t total = need[0] + need[1] + need[2] + need[3];
+    std::span<std::byte> space = options_.workspace;
+    if (space.empty()) {
+      owned_ = host_tensor::uninitialized(dtype::u8, {static_cast<std::int64_t>(total)});
+      space = owned_.bytes();
+    } else if (space.size() < total) {
+      fail(who, ": the workspace of rank ", me_, " holds ", space.size(), " bytes, less than the ", total,
+           " it needs (shard_workspace_bytes)");
+    }
+    for (std::size_t slot = 0, at = 0; slot < 2; ++slot) {
+      send_[slot] = space.subspan(at, need[slot]);
+      recv_[slot] = space.subspan(at + need[slot], need[2 + slot]);
+      at += need[slot] + need[2 + slot];
+    }
+    results_.resize(specs_.size());
+    std::vector<std::int64_t> shape;
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+      if (moved_in(i)) continue;
+      shape = specs_[i].shape;
+      if (!whole(i)) shape[static_cast<std::size_t>(*specs_[i].shard_dim)] /= static_cast<std::int64_t>(n_);
+      results_[i].emplace(tensor_traits<Tensor>::allocate(specs_[i].dtype, shape));
+    }
+  }
+
+  void start(std::size_t b) {
+    const std::size_t slot = b % 2;
+    shard_layout& l = layouts_[slot];
+    lay_out(plan_, sizes_, b, mine_, n_, l);
+    std::byte* send = send_[slot].data();
+    std::size_t at = 0;  // within each block
+    for (std::size_t i = plan_.batch_starts[b]; i < plan_.batch_starts[b + 1]; ++i) {
+      if (plan_.owners[i] != me_) continue;
+      for (std::size_t p = 0; p < n_; ++p) {
+        if (p != mine_) to_[p] = send + l.send_displs[p] + at;
+      }
+      if (problem_.empty()) load_and_slice(i);  // after a failure: filler, the result is thrown away
+      at += sizes_[i].per_rank;
+    }
+    if (b + 1 == plan_.batches()) {
+      for (std::size_t p = 0; p < n_; ++p) {
+        if (p != mine_) send[l.send_displs[p] + l.block] = problem_.empty() ? std::byte{0} : std::byte{1};
+      }
+    }
+    if (l.moves) post(slot);
+  }
+
+  // Starts the exchange of the batch packed in slot, one group of point-to-point transfers: one block to each
+  // other rank, and from each one message spread over its pieces, large ones in their results, small ones in
+  // staging (in a row, merged).
+  void post(std::size_t slot) {
+    const shard_layout& l = layouts_[slot];
+    auto g = comm_.start_group();
+    for (std::size_t k = 1; k < n_; ++k) {
+      const std::size_t to = (mine_ + k) % n_, from = (mine_ + n_ - k) % n_;
+      g.send(send_[slot].subspan(l.send_displs[to], l.send_counts[to]), static_cast<int>(to));
+      recv_pieces_.clear();
+      for (const shard_piece& piece : l.from[from]) {
+        std::byte* const at = piece.staged == shard_piece::direct ? destination(piece, from)
+                                                                  : recv_[slot].data() + piece.staged;
+        append_piece(recv_pieces_, segment{at, piece.bytes});
+      }
+      g.recv_pieces(recv_pieces_, static_cast<int>(from));
+    }
+    in_flight_[slot].emplace(std::move(g).finish());
+  }
+
+  // Where a piece from rank `from` belongs: its result, or the success flag from that rank.
+  std::byte* destination(const shard_piece& piece, std::size_t from) {
+    return piece.spec == shard_piece::flag ? &flags_[from] : result_data(piece.spec);
+  }
+
+  // Loads tensor i, checks it, slices it and drops it; what load throws becomes this rank's problem.
+  void load_and_slice(std::size_t i) {
+    const shard_spec& s = specs_[i];
+    try {
+      loaded full = load_(i);
+      problem_ = check_loaded(full, s, i);
+      if (problem_.empty()) slice(i, full);
+    } catch (const std::exception& e) {
+      problem_ = std::string(who) + ": load(" + std::to_string(i) + ") for tensor '" + s.name +
+                 "' threw: " + e.what();
+    } catch (...) {
+      problem_ = std::string(who) + ": load(" + std::to_string(i) + ") for tensor '" + s.name +
+                 "' threw something that is not a std::exception";
+    }
+    if (!problem_.empty()) problem_ += " (on rank " + std::to_string(me_) + ")";
+  }
+
+  // Copies tensor i's shard for every other rank p to to_[p] and its own into its result (a replicated
+  // tensor whole to each, and moved into the result when it is a Tensor).
+  void slice(std::size_t i, loaded& full) {
+    const auto* from = static_cast<const std::byte*>(tensor_traits<loaded>::data(std::as_const(full)));
+    if (!whole(i)) {
+      to_[mine_] = result_data(i);
+      slice_shards(from, specs_[i], n_, to_);
+      return;
+    }
+    for (std::size_t p = 0; p < n_; ++p) {
+      if (p != mine_) host_space::copy(to_[p], from, sizes_[i].bytes);
+    }
+    if constexpr (std::is_same_v<loaded, Tensor>) {
+      results_[i].emplace(std::move(full));
+    } else {
+      host_space::copy(result_data(i), from, sizes_[i].bytes);
+    }
+  }
+
+  void finish(std::size_t b) {
+    const std::size_t slot = b % 2;
+    const shard_layout& l = layouts_[slot];
+    if (!l.moves) return;
+    in_flight_[slot]->wait();
+    in_flight_[slot].reset();
+    for (std::size_t o = 0; o < n_; ++o)
+      for (const shard_piece& piece : l.from[o])
+        if (piece.staged != shard_piece::direct)
+          host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
+    if (b + 1 == plan_.batches()) {
+      for (std::size_t o = 0; o < n_; ++o) peer_failed_ = peer_failed_ || flags_[o] != std::byte{0};
+    }
+  }
+
+  const Comm& comm_;
+  std::span<const shard_spec> specs_;
+  Load& load_;
+  shard_options options_;
+  int me_;
+  std::size_t n_, mine_;
+  shard_plan plan_;
+  std::vector<shard_sizes> sizes_;
+  std::vector<std::optional<Tensor>> results_;
+  std::vector<named_tensor<Tensor>> out_;
+  host_tensor owned_;                       // staging when the caller gives no workspace
+  std::span<std::byte> send_[2], recv_[2];  // staging, per batch parity
+  shard_layout layouts_[2];
+  std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);   // where the shards for each rank go
+  std::vector<segment> recv_pieces_;                           // one source's, while its receive is posted
+  std::vector<std::byte> flags_ = std::vector<std::byte>(n_);  // each rank's success flag (own: 0)
+  std::string problem_;
+  bool peer_failed_ = false;
+  std::optional<typename Comm::request> in_flight_[2];  // declared last, destroyed first: completes before
+                                                        // staging goes
+};
+
+}  // namespace detail
+
+}  // namespace redist
