@@ -735,7 +735,13 @@ int main(int argc, char** argv) {
       const auto times = redist::bench::time_medians<method_count>(c.warmup, c.iters, world, run,
                                                                    redist::bench::method_order::fixed);
 
-      // Peak memory of one run of each method, over the RSS before any data existed.
+      // Peak memory of one run of each method, over the RSS before any data existed. The methods that keep
+      // buffers between calls give them up first, so that none holds memory while another is measured (and
+      // each kept method's run allocates them, as its first call does).
+      into_out = batch{};
+      staging = redist::workspace{};
+      kept = unpacked_buffers{};
+      fresh = unpacked_buffers{};
       std::array<memory_row, method_count> mem;
       for (std::size_t m = 0; m < method_count; ++m) {
         MPI_Barrier(world);

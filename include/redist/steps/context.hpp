@@ -220,19 +220,34 @@ class step_context {
     for (std::size_t f = 0; f < out_->fields().size(); ++f) {
       const auto& key = out_->fields()[f].name;
       auto* dst = static_cast<std::byte*>(tensor_traits<Tensor>::data(out_->data(key)));
+      // Runs adjacent in both the source batch and the output are copied as one piece.
+      const sequence_batch<Tensor>* batch = nullptr;
+      const std::byte* base = nullptr;
+      const std::byte* from = nullptr;
+      std::byte* to = nullptr;
+      std::size_t run = 0;
       for (std::size_t i = 0; i < out_->size(); ++i) {
         if (delivered_[i * out_->fields().size() + f]) continue;
         const auto loc = store_.find(out_->ids()[i], key);
         if (!loc)
           detail::fail("redist::redistribute: rank ", rank(), " ends without id ", out_->ids()[i], ", key '",
                        key, "'");
-        const auto from = loc->batch->sample_bytes(key, loc->position);
-        const auto to = out_->sample_bytes(key, i);
-        space_of<Tensor>::copy(
-            dst + to.offset,
-            static_cast<const std::byte*>(tensor_traits<Tensor>::data(loc->batch->data(key))) + from.offset,
-            to.size);
+        if (loc->batch != batch) {
+          batch = loc->batch;
+          base = static_cast<const std::byte*>(tensor_traits<Tensor>::data(batch->data(key)));
+        }
+        const std::byte* src = base + batch->sample_bytes(key, loc->position).offset;
+        const auto range = out_->sample_bytes(key, i);
+        if (from + run == src && to + run == dst + range.offset) {
+          run += range.size;
+          continue;
+        }
+        space_of<Tensor>::copy(to, from, run);
+        from = src;
+        to = dst + range.offset;
+        run = range.size;
       }
+      space_of<Tensor>::copy(to, from, run);
     }
   }
 
