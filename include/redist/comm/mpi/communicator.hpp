@@ -348,8 +348,9 @@ class mpi_communicator {
     a.types.assign(2 * n, MPI_BYTE);
     int* const ints = a.ints.data();
     MPI_Datatype* const types = a.types.data();
-    const void* sbuf = describe(from_me, ints, ints + n, types, a.owned);
-    void* rbuf = const_cast<void*>(describe(to_me, ints + 2 * n, ints + 3 * n, types + n, a.owned));
+    const void* sbuf = detail::describe_side(size_, from_me, ints, ints + n, types, a.owned);
+    void* rbuf = const_cast<void*>(
+        detail::describe_side(size_, to_me, ints + 2 * n, ints + 3 * n, types + n, a.owned));
     r.add("MPI_Ialltoallw", mpi_request::not_a_recv, [&](MPI_Request* h) {
       return MPI_Ialltoallw(sbuf, ints, ints + n, types, rbuf, ints + 2 * n, ints + 3 * n, types + n,
                             native(), h);
@@ -369,62 +370,13 @@ class mpi_communicator {
     std::vector<int> ints(4 * n, 0);
     std::vector<MPI_Datatype> types(2 * n, MPI_BYTE);
     detail::mpi_types owned;
-    const void* sbuf = describe(from_me, ints.data(), ints.data() + n, types.data(), owned);
-    void* rbuf =
-        const_cast<void*>(describe(to_me, ints.data() + 2 * n, ints.data() + 3 * n, types.data() + n, owned));
+    const void* sbuf =
+        detail::describe_side(size_, from_me, ints.data(), ints.data() + n, types.data(), owned);
+    void* rbuf = const_cast<void*>(detail::describe_side(size_, to_me, ints.data() + 2 * n,
+                                                         ints.data() + 3 * n, types.data() + n, owned));
     detail::mpi_check(MPI_Alltoallw(sbuf, ints.data(), ints.data() + n, types.data(), rbuf,
                                     ints.data() + 2 * n, ints.data() + 3 * n, types.data() + n, native()),
                       "MPI_Alltoallw");
-  }
-
-  template <class PiecesOf>
-  const void* describe(PiecesOf pieces_of, int* counts, int* displs, MPI_Datatype* types,
-                       detail::mpi_types& owned) const {
-    const std::byte* low = nullptr;
-    std::uintptr_t lo = UINTPTR_MAX;
-    std::uintptr_t hi = 0;
-    bool lean = true;
-    for (int p = 0; p < size_; ++p) {
-      int blocks = 0;
-      for (const auto& s : pieces_of(p)) {
-        if (s.bytes == 0) continue;
-        const auto at = reinterpret_cast<std::uintptr_t>(s.data);
-        if (++blocks > 1) lean = false;
-        if (at < lo) {
-          lo = at;
-          low = s.data;
-        }
-        hi = std::max(hi, at + s.bytes);
-      }
-    }
-    if (low == nullptr) return nullptr;  // nothing to move: counts 0
-    if (lean && hi - lo <= detail::max_count()) {
-      for (int p = 0; p < size_; ++p) {
-        for (const auto& s : pieces_of(p)) {
-          if (s.bytes == 0) continue;
-          counts[p] = static_cast<int>(s.bytes);
-          displs[p] = static_cast<int>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
-        }
-      }
-      return low;
-    }
-    // Displacements are distances from the lowest piece, the buffer MPI is given, as in the lean case: no
-    // MPI_Get_address, which an MPI_BOTTOM-based datatype would need.
-    std::vector<int> lengths;
-    std::vector<MPI_Aint> addresses;
-    for (int p = 0; p < size_; ++p) {
-      lengths.clear();
-      addresses.clear();
-      for (const auto& s : pieces_of(p)) {
-        if (s.bytes == 0) continue;
-        const auto distance = static_cast<MPI_Aint>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
-        detail::append_blocks(distance, s.bytes, lengths, addresses);
-      }
-      if (lengths.empty()) continue;
-      types[p] = owned.hindexed(lengths, addresses);
-      counts[p] = 1;
-    }
-    return low;
   }
 
   detail::mpi_comm_owner comm_;  // declared first, destroyed last: after the sub-groups made from it

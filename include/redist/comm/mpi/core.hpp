@@ -159,6 +159,61 @@ struct mpi_collective_args {
   mpi_types owned;
 };
 
+// One side of an MPI_Alltoallw on a communicator of `size` ranks: the buffer MPI is given (the lowest piece;
+// null when nothing moves) and each rank's count, displacement and datatype. MPI_BYTE counts and
+// displacements when every rank's bytes are one block within max_count() bytes of the lowest piece, else one
+// hindexed datatype per rank (owned by `owned`) over distances from it, blocks split at max_count(). Each
+// side decides alone: the other ranks need not know.
+template <class PiecesOf>
+const void* describe_side(int size, PiecesOf pieces_of, int* counts, int* displs, MPI_Datatype* types,
+                          mpi_types& owned) {
+  const std::byte* low = nullptr;
+  std::uintptr_t lo = UINTPTR_MAX;
+  std::uintptr_t hi = 0;
+  bool lean = true;
+  for (int p = 0; p < size; ++p) {
+    int blocks = 0;
+    for (const auto& s : pieces_of(p)) {
+      if (s.bytes == 0) continue;
+      const auto at = reinterpret_cast<std::uintptr_t>(s.data);
+      if (++blocks > 1) lean = false;
+      if (at < lo) {
+        lo = at;
+        low = s.data;
+      }
+      hi = std::max(hi, at + s.bytes);
+    }
+  }
+  if (low == nullptr) return nullptr;  // nothing to move: counts 0
+  if (lean && hi - lo <= max_count()) {
+    for (int p = 0; p < size; ++p) {
+      for (const auto& s : pieces_of(p)) {
+        if (s.bytes == 0) continue;
+        counts[p] = static_cast<int>(s.bytes);
+        displs[p] = static_cast<int>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
+      }
+    }
+    return low;
+  }
+  // Displacements are distances from the lowest piece, the buffer MPI is given, as in the lean case: no
+  // MPI_Get_address, which an MPI_BOTTOM-based datatype would need.
+  std::vector<int> lengths;
+  std::vector<MPI_Aint> addresses;
+  for (int p = 0; p < size; ++p) {
+    lengths.clear();
+    addresses.clear();
+    for (const auto& s : pieces_of(p)) {
+      if (s.bytes == 0) continue;
+      const auto distance = static_cast<MPI_Aint>(reinterpret_cast<std::uintptr_t>(s.data) - lo);
+      append_blocks(distance, s.bytes, lengths, addresses);
+    }
+    if (lengths.empty()) continue;
+    types[p] = owned.hindexed(lengths, addresses);
+    counts[p] = 1;
+  }
+  return low;
+}
+
 }  // namespace detail
 
 }  // namespace redist
