@@ -32,6 +32,7 @@
 #include "redist/plan/broadcast.hpp"
 #include "redist/plan/check.hpp"
 #include "redist/plan/cost.hpp"
+#include "redist/plan/describe.hpp"
 #include "redist/plan/gather_scatter.hpp"
 #include "redist/plan/request.hpp"
 #include "redist/plan/steps.hpp"

@@ -225,8 +225,8 @@ TEST_CASE("check_plan: ranks out of range, bad payload indices, routes that use 
     const auto c = check(plan{.ranks = 4, .stages = {{g}, {sc}}});
     CHECK_FALSE(c.ok());
     REQUIRE(c.problems.size() >= 2);
-    CHECK(c.problems[0] == "stage 0 step 0: 1 id lists for 2 sources");
-    CHECK(c.problems[1] == "stage 1 step 0: 3 id lists for 2 destinations");
+    CHECK(c.problems[0] == "stage 0 step 0: gather has 1 id lists for 2 sources");
+    CHECK(c.problems[1] == "stage 1 step 0: scatter has 3 id lists for 2 destinations");
   }
 }
 

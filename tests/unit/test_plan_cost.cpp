@@ -2,6 +2,7 @@
 // (gather -> scatter, broadcast, all-to-all with a shared payload, self-transfers, hop chains), errors, and
 // the planners' plans against totals computed independently from the tracker and the request.
 #include "redist/plan/cost.hpp"
+#include "redist/plan/describe.hpp"
 
 #include <doctest/doctest.h>
 

@@ -9,7 +9,6 @@
 #include <sstream>
 #include <string>
 #include <unordered_set>
-#include <variant>
 #include <vector>
 
 #include "redist/plan/steps.hpp"
@@ -56,7 +55,13 @@ class plan_simulator {
       std::vector<std::pair<int, std::uint64_t>> arriving;
       for (std::size_t n = 0; n < p.stages[s].size(); ++n) {
         where_ = "stage " + std::to_string(s) + " step " + std::to_string(n);
-        std::visit([&](const auto& st) { apply(st, arriving); }, p.stages[s][n]);
+        const step& st = p.stages[s][n];
+        for_each_transfer(
+            st,
+            [&](const step_transfer& t) {
+              send(t.src, t.dst, *t.ids, std::span(keys_of(st)).subspan(t.first_key, t.key_count), arriving);
+            },
+            [&](const std::string& defect) { problem(where_, ": ", defect); });
       }
       for (const auto& [r, c] : arriving) deliver(r, c);
     }
@@ -114,41 +119,6 @@ class plan_simulator {
     const auto rr = static_cast<std::size_t>(r);
     if (!held_[rr].insert(c).second) ++report_.redundant;
     if (!wanted_[rr].count(c)) ++report_.unwanted;
-  }
-
-  using queue = std::vector<std::pair<int, std::uint64_t>>;
-  void apply(const broadcast_step& s, queue& q) {
-    for (int d : s.dsts) send(s.root, d, s.ids, s.keys, q);
-  }
-  void apply(const gather_step& s, queue& q) {
-    if (s.ids.size() != s.srcs.size())
-      problem(where_, ": ", s.ids.size(), " id lists for ", s.srcs.size(), " sources");
-    for (std::size_t i = 0; i < s.srcs.size() && i < s.ids.size(); ++i)
-      send(s.srcs[i], s.root, s.ids[i], s.keys, q);
-  }
-  void apply(const scatter_step& s, queue& q) {
-    if (s.ids.size() != s.dsts.size())
-      problem(where_, ": ", s.ids.size(), " id lists for ", s.dsts.size(), " destinations");
-    for (std::size_t i = 0; i < s.dsts.size() && i < s.ids.size(); ++i)
-      send(s.root, s.dsts[i], s.ids[i], s.keys, q);
-  }
-  void apply(const all_to_all_step& s, queue& q) {
-    for (const auto& r : s.routes) {
-      if (r.payload >= s.payloads.size()) {
-        problem(where_, ": route to rank ", r.dst, " names payload ", r.payload, " of ", s.payloads.size());
-        continue;
-      }
-      const auto& p = s.payloads[r.payload];
-      if (p.src != r.src) {
-        problem(where_, ": route from rank ", r.src, " uses payload ", r.payload, " of rank ", p.src);
-        continue;
-      }
-      if (p.key >= s.keys.size()) {
-        problem(where_, ": payload ", r.payload, " names key ", p.key, " of ", s.keys.size());
-        continue;
-      }
-      send(r.src, r.dst, p.ids, std::span<const std::string>(&s.keys[p.key], 1), q);
-    }
   }
 
   const storage_tracker& t_;

@@ -1,14 +1,12 @@
-// The checks redistribute() makes on each rank before any byte moves: what a step sends and receives on this
-// rank, and whether this rank's share of a plan is sound against its store and the catalog.
+// The checks redistribute() makes on each rank before any byte moves: whether this rank's share of a plan is
+// sound against its store and the catalog.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "redist/core/catalog.hpp"
@@ -19,53 +17,6 @@
 #include "redist/plan/steps.hpp"
 
 namespace redist::detail {
-
-// What this rank sends and receives in a step, as (peer, ids, key names) triples.
-struct step_io {
-  std::vector<std::pair<int, const id_list*>> sends, receives;
-  const std::vector<std::string>* keys = nullptr;
-  std::vector<std::pair<const id_list*, std::uint32_t>> payload_sends,
-      payload_receives;  // all-to-all: key index
-};
-
-inline step_io io_of(const step& s, int me) {
-  step_io io;
-  std::visit(
-      [&](const auto& x) {
-        using T = std::decay_t<decltype(x)>;
-        io.keys = &x.keys;
-        if constexpr (std::is_same_v<T, broadcast_step>) {
-          for (int d : x.dsts) {
-            if (x.root == me) io.sends.emplace_back(d, &x.ids);
-            if (d == me) io.receives.emplace_back(x.root, &x.ids);
-          }
-        } else if constexpr (std::is_same_v<T, gather_step>) {
-          for (std::size_t i = 0; i < x.srcs.size() && i < x.ids.size(); ++i) {
-            if (x.srcs[i] == x.root) continue;
-            if (x.srcs[i] == me) io.sends.emplace_back(x.root, &x.ids[i]);
-            if (x.root == me) io.receives.emplace_back(x.srcs[i], &x.ids[i]);
-          }
-        } else if constexpr (std::is_same_v<T, scatter_step>) {
-          for (std::size_t i = 0; i < x.dsts.size() && i < x.ids.size(); ++i) {
-            if (x.dsts[i] == x.root) continue;
-            if (x.root == me) io.sends.emplace_back(x.dsts[i], &x.ids[i]);
-            if (x.dsts[i] == me) io.receives.emplace_back(x.root, &x.ids[i]);
-          }
-        } else {
-          for (const auto& r : x.routes) {
-            if (r.payload >= x.payloads.size())
-              fail("redist::redistribute: a route names payload ", r.payload, " of ", x.payloads.size());
-            const auto& q = x.payloads[r.payload];
-            if (q.key >= x.keys.size())
-              fail("redist::redistribute: a payload names key ", q.key, " of ", x.keys.size());
-            if (r.src == me) io.payload_sends.emplace_back(&q.ids, q.key);
-            if (r.dst == me) io.payload_receives.emplace_back(&q.ids, q.key);
-          }
-        }
-      },
-      s);
-  return io;
-}
 
 // This rank's share of the checks made before any byte moves: the plan fits the communicator, every key and
 // id it names is in the catalog, this rank holds what it sends, nothing reaches it twice in one step, and
@@ -80,9 +31,9 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
   for (std::size_t s = 0; s < p.stages.size(); ++s) {
     std::vector<std::pair<sample_id, std::size_t>> arriving;
     for (std::size_t n = 0; n < p.stages[s].size(); ++n) {
-      const auto io = io_of(p.stages[s][n], me);
+      const step& st = p.stages[s][n];
       std::vector<std::size_t> keys;
-      for (const auto& k : *io.keys) {
+      for (const auto& k : keys_of(st)) {
         const auto kp = cat.find_key(k);
         if (!kp)
           fail("redist::redistribute: stage ", s, " step ", n, " names key '", k, "', which no rank holds");
@@ -118,16 +69,25 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
                "' is in the plan but no rank holds it");
         arriving.emplace_back(id, k);
       };
-      for (const auto& [peer, ids] : io.sends)
-        for (sample_id id : *ids)
-          for (auto k : keys) check_send(id, k);
-      for (const auto& [ids, k] : io.payload_sends)
-        for (sample_id id : *ids) check_send(id, keys[k]);
-      for (const auto& [peer, ids] : io.receives)
-        for (sample_id id : *ids)
-          for (auto k : keys) check_receive(id, k);
-      for (const auto& [ids, k] : io.payload_receives)
-        for (sample_id id : *ids) check_receive(id, keys[k]);
+      std::vector<char> checked;  // per id list: this rank's sends of it checked already
+      for_each_transfer(
+          st,
+          [&](const step_transfer& t) {
+            if (t.src == t.dst) return;
+            const auto each = [&](auto&& f) {
+              for (sample_id id : *t.ids)
+                for (std::uint32_t k = t.first_key; k < t.first_key + t.key_count; ++k) f(id, keys[k]);
+            };
+            if (t.src == me) {
+              if (t.list >= checked.size()) checked.resize(t.list + 1, 0);
+              if (!checked[t.list]) each(check_send);
+              checked[t.list] = 1;
+            }
+            if (t.dst == me) each(check_receive);
+          },
+          [&](const std::string& defect) {
+            fail("redist::redistribute: stage ", s, " step ", n, ": ", defect);
+          });
       std::sort(arriving.begin() + step_begin, arriving.end());
       const auto twice = std::adjacent_find(arriving.begin() + step_begin, arriving.end());
       if (twice != arriving.end())

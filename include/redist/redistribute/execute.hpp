@@ -50,38 +50,26 @@ struct pick_policy<Step, Staging, P, Rest...> {
                                   typename pick_policy<Step, Staging, Rest...>::type>;
 };
 
-// A fingerprint of everything in a plan, to check that every rank runs the same one.
+// A fingerprint of everything in a plan that its execution reads, to check that every rank runs the same one:
+// each step's kind and keys, and its transfers (an id list hashed where it first appears).
 inline std::uint64_t plan_hash(const plan& p) {
   fingerprint h;
   h.add(static_cast<std::uint64_t>(p.ranks));
   for (const auto& stage : p.stages) {
     h.add(stage.size());
     for (const auto& s : stage) {
-      h.add(s.index());
-      std::visit(
-          [&](const auto& x) {
-            using T = std::decay_t<decltype(x)>;
-            h.add_all(x.keys);
-            if constexpr (std::is_same_v<T, all_to_all_step>) {
-              for (const auto& q : x.payloads)
-                h.add_all(q.ids).add(q.key).add(static_cast<std::uint64_t>(q.src));
-              for (const auto& r : x.routes)
-                h.add(static_cast<std::uint64_t>(r.src))
-                    .add(static_cast<std::uint64_t>(r.dst))
-                    .add(r.payload);
-            } else {
-              h.add(static_cast<std::uint64_t>(x.root));
-              if constexpr (std::is_same_v<T, gather_step>)
-                h.add_all(x.srcs);
-              else
-                h.add_all(x.dsts);
-              if constexpr (std::is_same_v<T, broadcast_step>)
-                h.add_all(x.ids);
-              else
-                for (const auto& l : x.ids) h.add_all(l);
-            }
+      h.add(s.index()).add_all(keys_of(s));
+      std::vector<char> seen;
+      for_each_transfer(
+          s,
+          [&](const step_transfer& t) {
+            h.add(static_cast<std::uint64_t>(t.src)).add(static_cast<std::uint64_t>(t.dst));
+            h.add(t.first_key).add(t.key_count).add(t.list);
+            if (t.list >= seen.size()) seen.resize(t.list + 1, 0);
+            if (!seen[t.list]) h.add_all(*t.ids);
+            seen[t.list] = 1;
           },
-          s);
+          [&](const std::string& defect) { h.add(defect); });
     }
   }
   return h.value();
