@@ -103,55 +103,54 @@ inline const std::vector<std::string>& keys_of(const step& s) noexcept {
 // transfer and the all-to-all policy read steps through: f(step_transfer) for each transfer in the step's
 // order (a broadcast's destinations, a gather's sources, a scatter's destinations, an all-to-all's routes).
 // What is malformed (id lists that do not match the ranks, a route naming a payload that is not there or of
-// another source, a payload naming a key that is not there) goes to defect(text) and is skipped.
+// another source, a payload naming a key that is not there) goes to defect(text) and is skipped. It takes a
+// step or one of its alternatives.
+template <class Step, class F, class Defect>
+requires(!std::is_same_v<Step, step>) void for_each_transfer(const Step& x, F&& f, Defect&& defect) {
+  const auto nkeys = static_cast<std::uint32_t>(x.keys.size());
+  if constexpr (std::is_same_v<Step, broadcast_step>) {
+    for (int d : x.dsts) f(step_transfer{x.root, d, &x.ids, 0, nkeys, 0});
+  } else if constexpr (std::is_same_v<Step, all_to_all_step>) {
+    for (const auto& r : x.routes) {
+      if (r.payload >= x.payloads.size()) {
+        defect(detail::str("route to rank ", r.dst, " names payload ", r.payload, " of ", x.payloads.size()));
+        continue;
+      }
+      const auto& pl = x.payloads[r.payload];
+      if (pl.src != r.src) {
+        defect(detail::str("route from rank ", r.src, " uses payload ", r.payload, " of rank ", pl.src));
+        continue;
+      }
+      if (pl.key >= nkeys) {
+        defect(detail::str("payload ", r.payload, " names key ", pl.key, " of ", nkeys));
+        continue;
+      }
+      f(step_transfer{r.src, r.dst, &pl.ids, pl.key, 1, r.payload});
+    }
+  } else {
+    constexpr bool gather = std::is_same_v<Step, gather_step>;
+    const auto& peers = [&]() -> const std::vector<int>& {
+      if constexpr (gather)
+        return x.srcs;
+      else
+        return x.dsts;
+    }();
+    if (x.ids.size() != peers.size())
+      defect(detail::str(gather ? "gather" : "scatter", " has ", x.ids.size(), " id lists for ", peers.size(),
+                         gather ? " sources" : " destinations"));
+    for (std::size_t i = 0; i < peers.size() && i < x.ids.size(); ++i) {
+      const auto list = static_cast<std::uint32_t>(i);
+      if constexpr (gather)
+        f(step_transfer{peers[i], x.root, &x.ids[i], 0, nkeys, list});
+      else
+        f(step_transfer{x.root, peers[i], &x.ids[i], 0, nkeys, list});
+    }
+  }
+}
+
 template <class F, class Defect>
 void for_each_transfer(const step& s, F&& f, Defect&& defect) {
-  std::visit(
-      [&](const auto& x) {
-        using T = std::decay_t<decltype(x)>;
-        const auto nkeys = static_cast<std::uint32_t>(x.keys.size());
-        if constexpr (std::is_same_v<T, broadcast_step>) {
-          for (int d : x.dsts) f(step_transfer{x.root, d, &x.ids, 0, nkeys, 0});
-        } else if constexpr (std::is_same_v<T, all_to_all_step>) {
-          for (const auto& r : x.routes) {
-            if (r.payload >= x.payloads.size()) {
-              defect(detail::str("route to rank ", r.dst, " names payload ", r.payload, " of ",
-                                 x.payloads.size()));
-              continue;
-            }
-            const auto& pl = x.payloads[r.payload];
-            if (pl.src != r.src) {
-              defect(
-                  detail::str("route from rank ", r.src, " uses payload ", r.payload, " of rank ", pl.src));
-              continue;
-            }
-            if (pl.key >= nkeys) {
-              defect(detail::str("payload ", r.payload, " names key ", pl.key, " of ", nkeys));
-              continue;
-            }
-            f(step_transfer{r.src, r.dst, &pl.ids, pl.key, 1, r.payload});
-          }
-        } else {
-          constexpr bool gather = std::is_same_v<T, gather_step>;
-          const auto& peers = [&]() -> const std::vector<int>& {
-            if constexpr (gather)
-              return x.srcs;
-            else
-              return x.dsts;
-          }();
-          if (x.ids.size() != peers.size())
-            defect(detail::str(gather ? "gather" : "scatter", " has ", x.ids.size(), " id lists for ",
-                               peers.size(), gather ? " sources" : " destinations"));
-          for (std::size_t i = 0; i < peers.size() && i < x.ids.size(); ++i) {
-            const auto list = static_cast<std::uint32_t>(i);
-            if constexpr (gather)
-              f(step_transfer{peers[i], x.root, &x.ids[i], 0, nkeys, list});
-            else
-              f(step_transfer{x.root, peers[i], &x.ids[i], 0, nkeys, list});
-          }
-        }
-      },
-      s);
+  std::visit([&](const auto& x) { for_each_transfer(x, f, defect); }, s);
 }
 
 }  // namespace redist

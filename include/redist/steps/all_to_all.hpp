@@ -33,9 +33,18 @@ struct all_to_all_policy {
 
     // Every payload's length (for the rounds, which all ranks must agree on); streams only for the payloads
     // this rank sends or receives.
+    // This rank's transfers, in (peer, key) order on both sides (routes ascend by (src, dst, key)).
+    std::vector<step_transfer> sends, recvs;
     std::vector<char> touches(st.payloads.size(), 0);
-    for (const auto& r : st.routes)
-      if (r.src == me || r.dst == me) touches[r.payload] = 1;
+    std::vector<std::size_t> out(n, 0), in(n, 0), routes(n, 0);
+    for_each_transfer(
+        st,
+        [&](const step_transfer& t) {
+          if (t.src == me) sends.push_back(t);
+          if (t.dst == me) recvs.push_back(t);
+          if (t.src == me || t.dst == me) touches[t.list] = 1;
+        },
+        [](const std::string& defect) { detail::fail("redist::redistribute: ", defect); });
     std::vector<std::size_t> length(st.payloads.size());
     std::map<std::uint32_t, stream> mine;
     for (std::size_t p = 0; p < st.payloads.size(); ++p) {
@@ -44,7 +53,6 @@ struct all_to_all_policy {
       length[p] = s.bytes();
       if (touches[p]) mine.emplace(static_cast<std::uint32_t>(p), std::move(s));
     }
-    std::vector<std::size_t> out(n, 0), in(n, 0), routes(n, 0);
     std::size_t longest = 0;
     for (const auto& r : st.routes) {
       out[static_cast<std::size_t>(r.src)] += length[r.payload];
@@ -59,15 +67,7 @@ struct all_to_all_policy {
     if constexpr (Staging::padded)
       staged = std::max(staged, *std::max_element(routes.begin(), routes.end()) * longest);
     const std::size_t rounds = ctx.rounds_for(staged);
-
-    std::vector<const route*> sends, recvs;  // in (peer, key) order on both sides
-    for (const auto& r : st.routes) {
-      if (r.src == me) sends.push_back(&r);
-      if (r.dst == me) {
-        recvs.push_back(&r);
-        ctx.declare(mine.at(r.payload));
-      }
-    }
+    for (const auto& t : recvs) ctx.declare(mine.at(t.list));
     ctx.open_inbox();
 
     // With the staging in place, once keys are large each moves in an exchange of its own (see
@@ -79,7 +79,7 @@ struct all_to_all_policy {
             : 1;
     for (std::size_t k = 0; k < rounds; ++k) {
       if constexpr (Staging::in_place) {
-        exchange_in_place(ctx, st, mine, length, sends, recvs, k, rounds, parts);
+        exchange_in_place(ctx, mine, length, sends, recvs, k, rounds, parts);
       } else {
         exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds);
       }
@@ -88,8 +88,6 @@ struct all_to_all_policy {
   }
 
  private:
-  using route = all_to_all_step::route;
-
   // Round k with the staging in place: MPI reads the senders' tensors and writes the receivers' tensors, a
   // peer's scattered pieces packed (unpacked) on the way, see detail::packed_exchange. With `parts` > 1 each
   // key moves in an exchange of its own: a consumer that asks in arrival order then receives each peer's
@@ -97,30 +95,29 @@ struct all_to_all_policy {
   // Every exchange of the round is packed and started before any is waited for, so the ranks meet once per
   // round however many there are.
   template <class Context>
-  static void exchange_in_place(Context& ctx, const all_to_all_step& st,
-                                const std::map<std::uint32_t, stream>& mine,
+  static void exchange_in_place(Context& ctx, const std::map<std::uint32_t, stream>& mine,
                                 const std::vector<std::size_t>& length,
-                                const std::vector<const route*>& sends,
-                                const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds,
+                                const std::vector<step_transfer>& sends,
+                                const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds,
                                 std::size_t parts) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
-    auto in_part = [&](const route* r, std::size_t part) {
-      return parts == 1 || st.payloads[r->payload].key == part;
+    auto in_part = [&](const step_transfer& t, std::size_t part) {
+      return parts == 1 || t.first_key == part;
     };
     std::vector<std::vector<std::vector<const_segment>>> send(parts,
                                                               std::vector<std::vector<const_segment>>(n));
     std::vector<std::vector<std::vector<segment>>> recv(parts, std::vector<std::vector<segment>>(n));
     for (std::size_t part = 0; part < parts; ++part) {
-      for (const auto* r : sends) {
-        if (!in_part(r, part)) continue;
-        const auto [b, e] = Context::window(length[r->payload], k, rounds);
-        ctx.send_pieces(mine.at(r->payload), b, e, send[part][static_cast<std::size_t>(r->dst)], nullptr);
+      for (const auto& t : sends) {
+        if (!in_part(t, part)) continue;
+        const auto [b, e] = Context::window(length[t.list], k, rounds);
+        ctx.send_pieces(mine.at(t.list), b, e, send[part][static_cast<std::size_t>(t.dst)], nullptr);
       }
-      for (const auto* r : recvs) {
-        if (!in_part(r, part)) continue;
-        const auto [b, e] = Context::window(length[r->payload], k, rounds);
-        ctx.recv_pieces(mine.at(r->payload), b, e, recv[part][static_cast<std::size_t>(r->src)], nullptr);
+      for (const auto& t : recvs) {
+        if (!in_part(t, part)) continue;
+        const auto [b, e] = Context::window(length[t.list], k, rounds);
+        ctx.recv_pieces(mine.at(t.list), b, e, recv[part][static_cast<std::size_t>(t.src)], nullptr);
       }
     }
     // The packing of every part in one block: the caller's kept workspace when it gave one.
@@ -156,8 +153,8 @@ struct all_to_all_policy {
   template <class Context>
   static void exchange_staged(Context& ctx, const all_to_all_step& st,
                               const std::map<std::uint32_t, stream>& mine,
-                              const std::vector<std::size_t>& length, const std::vector<const route*>& sends,
-                              const std::vector<const route*>& recvs, std::size_t k, std::size_t rounds) {
+                              const std::vector<std::size_t>& length, const std::vector<step_transfer>& sends,
+                              const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
     std::vector<std::vector<const_segment>> send(n);
@@ -166,31 +163,31 @@ struct all_to_all_policy {
     // One slot per route on each side, a peer's slots in a row (routes are in (peer, key) order), so that
     // each peer's blocks are one piece and nothing is packed again; a payload with several destinations is
     // cast once per route.
-    auto slot = [&](const route* r) {
-      return Staging::padded ? block : win(ctx, length[r->payload], k, rounds);
+    auto slot = [&](const step_transfer& t) {
+      return Staging::padded ? block : win(ctx, length[t.list], k, rounds);
     };
     std::size_t out_bytes = 0, in_bytes = 0;
-    for (const auto* r : sends) out_bytes += slot(r);
-    for (const auto* r : recvs) in_bytes += slot(r);
+    for (const auto& t : sends) out_bytes += slot(t);
+    for (const auto& t : recvs) in_bytes += slot(t);
     std::vector<std::byte> out(out_bytes), in(in_bytes);  // zeros beyond each window are the padding
     std::size_t at = 0;
-    for (const auto* r : sends) {
-      const auto [b, e] = Context::window(length[r->payload], k, rounds);
-      ctx.pack(mine.at(r->payload), b, e, out.data() + at);
-      detail::append_piece(send[static_cast<std::size_t>(r->dst)], const_segment{out.data() + at, slot(r)});
-      at += slot(r);
+    for (const auto& t : sends) {
+      const auto [b, e] = Context::window(length[t.list], k, rounds);
+      ctx.pack(mine.at(t.list), b, e, out.data() + at);
+      detail::append_piece(send[static_cast<std::size_t>(t.dst)], const_segment{out.data() + at, slot(t)});
+      at += slot(t);
     }
     at = 0;
-    for (const auto* r : recvs) {
-      detail::append_piece(recv[static_cast<std::size_t>(r->src)], segment{in.data() + at, slot(r)});
-      at += slot(r);
+    for (const auto& t : recvs) {
+      detail::append_piece(recv[static_cast<std::size_t>(t.src)], segment{in.data() + at, slot(t)});
+      at += slot(t);
     }
     detail::exchange_segments(comm, send, recv);
     at = 0;
-    for (const auto* r : recvs) {
-      const auto [b, e] = Context::window(length[r->payload], k, rounds);
-      ctx.unpack(mine.at(r->payload), b, e, in.data() + at);
-      at += slot(r);
+    for (const auto& t : recvs) {
+      const auto [b, e] = Context::window(length[t.list], k, rounds);
+      ctx.unpack(mine.at(t.list), b, e, in.data() + at);
+      at += slot(t);
     }
   }
 
