@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <numbers>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -811,20 +812,23 @@ int main(int argc, char** argv) {
             out = redist::detail::make_output<redist::host_tensor>(low.cat, wanted, low.keys, low.metas,
                                                                    nullptr, reused);
           });
-          redist::step_context<redist::mpi_communicator, redist::host_tensor, redist::byte_staging> ctx(
-              comm, store, low.cat, one_hop);
+          std::optional<redist::detail::output_sink<redist::host_tensor>> sink;
+          std::optional<
+              redist::step_context<redist::mpi_communicator, redist::host_tensor, redist::byte_staging>>
+              ctx;
           phase(4, [&] {
-            ctx.deliver_into(out);
+            sink.emplace(out, low.cat);
+            ctx.emplace(comm, store, low.cat, one_hop, &*sink);
             for (const auto& stage : low.plan.stages)
               for (const auto& st : stage)
                 std::visit(
                     [&](const auto& x) {
                       using step = std::decay_t<decltype(x)>;
-                      redist::detail::pick_policy<step, redist::byte_staging>::type::run(ctx, x);
+                      redist::detail::pick_policy<step, redist::byte_staging>::type::run(*ctx, x);
                     },
                     st);
           });
-          phase(5, [&] { ctx.fill_output(); });
+          phase(5, [&] { sink->fill(store, comm.rank()); });
           std::unique_ptr<std::byte[]> send;
           phase(6, [&] { send = hand_pack(hand); });
           phase(7, [&] { hand_exchange(hand, send.get(), world); });

@@ -66,7 +66,7 @@ struct all_to_all_policy {
     // Padded, a rank sends and receives every route's block at the round's longest: the budget counts it.
     if constexpr (Staging::padded)
       staged = std::max(staged, *std::max_element(routes.begin(), routes.end()) * longest);
-    const std::size_t rounds = ctx.rounds_for(staged);
+    const std::size_t rounds = staging_rounds<Staging>(staged, ctx.options().max_staging_bytes);
     for (const auto& t : recvs) ctx.declare(mine.at(t.list));
     ctx.open_inbox();
 
@@ -111,12 +111,12 @@ struct all_to_all_policy {
     for (std::size_t part = 0; part < parts; ++part) {
       for (const auto& t : sends) {
         if (!in_part(t, part)) continue;
-        const auto [b, e] = Context::window(length[t.list], k, rounds);
+        const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
         ctx.send_pieces(mine.at(t.list), b, e, send[part][static_cast<std::size_t>(t.dst)], nullptr);
       }
       for (const auto& t : recvs) {
         if (!in_part(t, part)) continue;
-        const auto [b, e] = Context::window(length[t.list], k, rounds);
+        const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
         ctx.recv_pieces(mine.at(t.list), b, e, recv[part][static_cast<std::size_t>(t.src)], nullptr);
       }
     }
@@ -172,7 +172,7 @@ struct all_to_all_policy {
     std::vector<std::byte> out(out_bytes), in(in_bytes);  // zeros beyond each window are the padding
     std::size_t at = 0;
     for (const auto& t : sends) {
-      const auto [b, e] = Context::window(length[t.list], k, rounds);
+      const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
       ctx.pack(mine.at(t.list), b, e, out.data() + at);
       detail::append_piece(send[static_cast<std::size_t>(t.dst)], const_segment{out.data() + at, slot(t)});
       at += slot(t);
@@ -185,7 +185,7 @@ struct all_to_all_policy {
     detail::exchange_segments(comm, send, recv);
     at = 0;
     for (const auto& t : recvs) {
-      const auto [b, e] = Context::window(length[t.list], k, rounds);
+      const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
       ctx.unpack(mine.at(t.list), b, e, in.data() + at);
       at += slot(t);
     }
@@ -193,7 +193,7 @@ struct all_to_all_policy {
 
   template <class Context>
   static std::size_t win(const Context&, std::size_t length, std::size_t k, std::size_t rounds) {
-    const auto [b, e] = Context::window(length, k, rounds);
+    const auto [b, e] = staging_window<Staging>(length, k, rounds);
     return e - b;
   }
   // The padded block of round k: the longest window of any route, as the reference pads to the longest.

@@ -24,7 +24,7 @@ struct broadcast_policy {
     const bool dst = std::find(st.dsts.begin(), st.dsts.end(), me) != st.dsts.end();
     if (!root && !dst) return;
     const stream s = ctx.make_stream(st.ids, st.keys);
-    const std::size_t rounds = ctx.rounds_for(s.bytes());
+    const std::size_t rounds = staging_rounds<Staging>(s.bytes(), ctx.options().max_staging_bytes);
     if (dst) {
       ctx.declare(s);
       ctx.open_inbox();
@@ -34,7 +34,7 @@ struct broadcast_policy {
     const int group_root = static_cast<int>(g.index(st.root));
     std::vector<std::byte> buf;
     for (std::size_t k = 0; k < rounds; ++k) {
-      const auto [b, e] = Context::window(s.bytes(), k, rounds);
+      const auto [b, e] = staging_window<Staging>(s.bytes(), k, rounds);
       buf.resize(e - b);
       if (root) ctx.pack(s, b, e, buf.data());
       if (!group) {

@@ -1,5 +1,6 @@
 // redist::step_context: what a step policy works with on one rank (communicator, store, catalog, staging,
-// options), and the streams of samples it sends and receives, cut into windows that fit the staging budget.
+// options): the streams of samples it sends and receives (staging/windows.hpp), their pieces in memory, and
+// where what arrives lands.
 #pragma once
 
 #include <algorithm>
@@ -17,14 +18,10 @@
 #include "redist/core/sample_store.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/options.hpp"
+#include "redist/staging/windows.hpp"
+#include "redist/steps/output.hpp"
 
 namespace redist {
-
-// One (sample, key) in a stream: the key is a position in the catalog's keys.
-struct stream_item {
-  sample_id id = 0;
-  std::uint32_t key = 0;
-};
 
 // The ranks of a step's sub-group: `members` and `root`, ascending, once each; a rank's group rank is its
 // position here.
@@ -41,19 +38,13 @@ struct step_group {
   }
 };
 
-// The items one sender sends to one receiver, in wire order, with each item's wire offset.
-struct stream {
-  std::vector<stream_item> items;
-  std::vector<std::size_t> offsets{0};  // items.size() + 1 entries
-  std::size_t bytes() const noexcept { return offsets.back(); }
-};
-
 template <class Comm, class Tensor, class Staging>
 class step_context {
  public:
+  // With `out`, arriving pairs it wants land there instead of in the store (the one-call form).
   step_context(const Comm& comm, sample_store<Tensor>& store, const catalog& cat,
-               const redistribute_options& opts)
-      : comm_(comm), store_(store), cat_(cat), opts_(opts) {}
+               const redistribute_options& opts, detail::output_sink<Tensor>* out = nullptr)
+      : comm_(comm), store_(store), cat_(cat), opts_(opts), out_(out) {}
 
   const Comm& comm() const noexcept { return comm_; }
   const catalog& meta() const noexcept { return cat_; }
@@ -82,38 +73,12 @@ class step_context {
     s.offsets.push_back(s.offsets.back() + wire_size(it));
   }
 
-  // Window k of `rounds` of a stream of `bytes` wire bytes: [begin, end), cut on wire units. Every rank
-  // computes every stream's windows alike, from lengths alone.
-  static std::pair<std::size_t, std::size_t> window(std::size_t bytes, std::size_t k, std::size_t rounds) {
-    const std::size_t units = bytes / Staging::wire_unit;
-    auto cut = [&](std::size_t j) { return units * j / rounds * Staging::wire_unit; };
-    return {cut(k), k + 1 == rounds ? bytes : cut(k + 1)};
-  }
-
-  // Rounds needed so that no window set of one rank exceeds the budget, given the largest per-rank total.
-  std::size_t rounds_for(std::size_t largest_total) const {
-    const std::size_t budget = std::max<std::size_t>(opts_.max_staging_bytes, Staging::wire_unit);
-    return std::max<std::size_t>(1, (largest_total + budget - 1) / budget);
-  }
-
-  // Calls f(item, from, n, at) for each part of an item inside [begin, end): wire bytes [from, from + n) of
-  // the item lie at window offset `at`.
-  template <class F>
-  static void for_parts(const stream& s, std::size_t begin, std::size_t end, F f) {
-    auto i = static_cast<std::size_t>(std::upper_bound(s.offsets.begin(), s.offsets.end(), begin) -
-                                      s.offsets.begin());
-    for (i = i == 0 ? 0 : i - 1; i < s.items.size() && s.offsets[i] < end; ++i) {
-      const std::size_t a = std::max(begin, s.offsets[i]), b = std::min(end, s.offsets[i + 1]);
-      if (a < b) f(s.items[i], a - s.offsets[i], b - a, a - begin);
-    }
-  }
-
   // This rank's copy of an item, in memory format.
   const std::byte* source(stream_item it) const {
     const auto& key = cat_.keys()[it.key].name;
     const auto loc = store_.find(it.id, key);
     if (!loc && out_)
-      if (const auto at = output_place(it); at != SIZE_MAX && delivered_[at]) return output_bytes(it, at);
+      if (const auto* delivered = out_->delivered(it)) return delivered;
     if (!loc)
       detail::fail("redist::redistribute: rank ", rank(), " must send id ", it.id, ", key '", key,
                    "', which it does not hold");
@@ -127,7 +92,7 @@ class step_context {
                    std::byte* scratch) const {
     for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t at) {
       if constexpr (Staging::in_place) {
-        append(out, const_segment{source(it) + from, n});
+        detail::append_piece(out, const_segment{source(it) + from, n});
       } else {
         Staging::pack(cat_.keys()[it.key].dtype, source(it), from, n, scratch + at);
       }
@@ -167,8 +132,7 @@ class step_context {
           discard += cat_.bytes(id, k);
           continue;
         }
-        if (const auto at = out_ ? output_place({id, k}) : SIZE_MAX; at != SIZE_MAX && !delivered_[at]) {
-          delivered_[at] = true;
+        if (const auto at = out_ ? out_->claim({id, k}) : SIZE_MAX; at != SIZE_MAX) {
           sinks_.push_back({id, k, at, place::output});
           continue;
         }
@@ -196,7 +160,7 @@ class step_context {
                    std::byte* scratch) {
     if constexpr (Staging::in_place) {
       for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t) {
-        append(out, segment{sink_of(it) + from, n});
+        detail::append_piece(out, segment{sink_of(it) + from, n});
       });
     } else {
       out.push_back({scratch, end - begin});
@@ -207,50 +171,6 @@ class step_context {
       Staging::unpack(cat_.keys()[it.key].dtype, src + at, from, n, sink_of(it));
     });
   }
-  // One-call form: arriving pairs that `out` wants (and this rank lacks) land in it directly, not in the
-  // store; afterwards fill_output() copies in what this rank held already. `out` has its tensors allocated.
-  void deliver_into(sequence_batch<Tensor>& out) {
-    out_ = &out;
-    out_key_.assign(cat_.keys().size(), SIZE_MAX);
-    for (std::size_t f = 0; f < out.fields().size(); ++f)
-      if (const auto k = cat_.find_key(out.fields()[f].name)) out_key_[*k] = f;
-    delivered_.assign(out.size() * out.fields().size(), false);
-  }
-  void fill_output() {
-    for (std::size_t f = 0; f < out_->fields().size(); ++f) {
-      const auto& key = out_->fields()[f].name;
-      auto* dst = static_cast<std::byte*>(tensor_traits<Tensor>::data(out_->data(key)));
-      // Runs adjacent in both the source batch and the output are copied as one piece.
-      const sequence_batch<Tensor>* batch = nullptr;
-      const std::byte* base = nullptr;
-      const std::byte* from = nullptr;
-      std::byte* to = nullptr;
-      std::size_t run = 0;
-      for (std::size_t i = 0; i < out_->size(); ++i) {
-        if (delivered_[i * out_->fields().size() + f]) continue;
-        const auto loc = store_.find(out_->ids()[i], key);
-        if (!loc)
-          detail::fail("redist::redistribute: rank ", rank(), " ends without id ", out_->ids()[i], ", key '",
-                       key, "'");
-        if (loc->batch != batch) {
-          batch = loc->batch;
-          base = static_cast<const std::byte*>(tensor_traits<Tensor>::data(batch->data(key)));
-        }
-        const std::byte* src = base + batch->sample_bytes(key, loc->position).offset;
-        const auto range = out_->sample_bytes(key, i);
-        if (from + run == src && to + run == dst + range.offset) {
-          run += range.size;
-          continue;
-        }
-        space_of<Tensor>::copy(to, from, run);
-        from = src;
-        to = dst + range.offset;
-        run = range.size;
-      }
-      space_of<Tensor>::copy(to, from, run);
-    }
-  }
-
   void commit() {
     for (auto& c : chunks_) store_.add(std::move(c));
     chunks_.clear();
@@ -259,17 +179,6 @@ class step_context {
   }
 
  private:
-  // Adds a piece, merged into the last one when it continues it: samples adjacent in memory on both sides
-  // then move as one block, and a peer whose pieces all merge is sent from (received into) place.
-  template <class Segment>
-  static void append(std::vector<Segment>& out, Segment s) {
-    if (!out.empty() && out.back().data + out.back().bytes == s.data) {
-      out.back().bytes += s.bytes;
-    } else {
-      out.push_back(s);
-    }
-  }
-
   enum class place : std::uint8_t { chunk, discard, output };
   struct sink_entry {
     sample_id id;
@@ -288,24 +197,10 @@ class step_context {
     if (lo == sinks_.end() || lo->id != it.id || lo->key != it.key)
       detail::fail("redist::redistribute: rank ", rank(), " receives id ", it.id, " which no step declared");
     if (lo->where == place::discard) return discard_.data() + lo->offset;
-    if (lo->where == place::output) return output_bytes(it, lo->offset);
+    if (lo->where == place::output) return out_->bytes(it, lo->offset);
     auto& chunk = chunks_[chunk_of_key_[it.key]];
     return static_cast<std::byte*>(tensor_traits<Tensor>::data(chunk.data(cat_.keys()[it.key].name))) +
            lo->offset;
-  }
-
-  // Index of an item in delivered_ (position x keys + field), or SIZE_MAX when the output does not want it.
-  std::size_t output_place(stream_item it) const {
-    const std::size_t f = out_key_[it.key];
-    if (f == SIZE_MAX) return SIZE_MAX;
-    const auto i = out_->find(it.id);
-    return i ? *i * out_->fields().size() + f : SIZE_MAX;
-  }
-  std::byte* output_bytes(stream_item it, std::size_t at) const {
-    const std::size_t i = at / out_->fields().size();
-    const auto& key = cat_.keys()[it.key].name;
-    return static_cast<std::byte*>(tensor_traits<Tensor>::data(out_->data(key))) +
-           out_->sample_bytes(key, i).offset;
   }
 
   std::uint32_t key_position(const std::string& key) const {
@@ -323,9 +218,7 @@ class step_context {
   std::vector<std::size_t> chunk_of_key_;
   std::vector<sink_entry> sinks_;
   std::vector<std::byte> discard_;
-  sequence_batch<Tensor>* out_ = nullptr;
-  std::vector<std::size_t> out_key_;  // catalog key -> output field, or SIZE_MAX
-  std::vector<bool> delivered_;       // per (output position, field)
+  detail::output_sink<Tensor>* out_;
 };
 
 }  // namespace redist

@@ -35,7 +35,8 @@ struct gather_policy {
       longest_stream = std::max(longest_stream, s.bytes());
     }
     // Padded, the root receives every member's block at the longest: the budget counts the padding.
-    const std::size_t rounds = ctx.rounds_for(Staging::padded ? longest_stream * ranks.size() : total);
+    const std::size_t rounds = staging_rounds<Staging>(
+        Staging::padded ? longest_stream * ranks.size() : total, ctx.options().max_staging_bytes);
     const bool root = me == st.root;
     if (root) {
       for (const auto& s : streams) ctx.declare(s);
@@ -49,20 +50,20 @@ struct gather_policy {
     for (std::size_t k = 0; k < rounds; ++k) {
       std::size_t longest = 0;
       for (std::size_t j = 0; j < ranks.size(); ++j) {
-        const auto [b, e] = Context::window(streams[j].bytes(), k, rounds);
+        const auto [b, e] = staging_window<Staging>(streams[j].bytes(), k, rounds);
         counts[j] = e - b;
         longest = std::max(longest, e - b);
       }
       if constexpr (Staging::padded) std::fill(counts.begin(), counts.end(), longest);
       for (std::size_t j = 0, at = 0; j < ranks.size(); at += counts[j], ++j) displs[j] = at;
-      const auto [b, e] = Context::window(mine.bytes(), k, rounds);
+      const auto [b, e] = staging_window<Staging>(mine.bytes(), k, rounds);
       out.assign(counts[index(me)], std::byte{0});  // zeros beyond e - b are the padding
       ctx.pack(mine, b, e, out.data());
       if (root) in.resize(displs.back() + counts.back());
       group->gatherv(out, in, counts, displs, group_root);
       if (root)
         for (std::size_t j = 0; j < ranks.size(); ++j) {
-          const auto [bj, ej] = Context::window(streams[j].bytes(), k, rounds);
+          const auto [bj, ej] = staging_window<Staging>(streams[j].bytes(), k, rounds);
           ctx.unpack(streams[j], bj, ej, in.data() + displs[j]);
         }
     }

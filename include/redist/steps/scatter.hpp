@@ -48,7 +48,8 @@ struct scatter_policy {
     }
     // Padded, the root stages every distinct list's window at the longest: the budget counts the padding.
     const std::size_t rounds =
-        ctx.rounds_for(Staging::padded ? largest * streams.size() : std::max(staged_total, largest));
+        staging_rounds<Staging>(Staging::padded ? largest * streams.size() : std::max(staged_total, largest),
+                                ctx.options().max_staging_bytes);
     const std::size_t my_list = list_of[index(me)];
     if (my_list != SIZE_MAX) {
       ctx.declare(streams[my_list]);
@@ -63,11 +64,11 @@ struct scatter_policy {
     for (std::size_t k = 0; k < rounds; ++k) {
       std::size_t block = 0;
       for (const auto& s : streams) {
-        const auto [b, e] = Context::window(s.bytes(), k, rounds);
+        const auto [b, e] = staging_window<Staging>(s.bytes(), k, rounds);
         block = std::max(block, e - b);
       }
       auto size_of_window = [&](std::size_t l) {
-        const auto [b, e] = Context::window(streams[l].bytes(), k, rounds);
+        const auto [b, e] = staging_window<Staging>(streams[l].bytes(), k, rounds);
         return Staging::padded ? block : e - b;
       };
       for (auto& v : send) v.clear();
@@ -76,11 +77,11 @@ struct scatter_policy {
         // Exact bytes: MPI reads the root's tensors and writes the receivers' tensors directly.
         for (std::size_t j = 0; root && j < ranks.size(); ++j)
           if (list_of[j] != SIZE_MAX) {
-            const auto [b, e] = Context::window(streams[list_of[j]].bytes(), k, rounds);
+            const auto [b, e] = staging_window<Staging>(streams[list_of[j]].bytes(), k, rounds);
             ctx.send_pieces(streams[list_of[j]], b, e, send[j], nullptr);
           }
         if (my_list != SIZE_MAX) {
-          const auto [b, e] = Context::window(streams[my_list].bytes(), k, rounds);
+          const auto [b, e] = staging_window<Staging>(streams[my_list].bytes(), k, rounds);
           ctx.recv_pieces(streams[my_list], b, e, recv[group_root], nullptr);
         }
         detail::exchange_segments(*group, send, recv);
@@ -94,7 +95,7 @@ struct scatter_policy {
         }
         staged.assign(total, std::byte{0});  // zeros beyond each window are the padding
         for (std::size_t l = 0; l < streams.size(); ++l) {
-          const auto [b, e] = Context::window(streams[l].bytes(), k, rounds);
+          const auto [b, e] = staging_window<Staging>(streams[l].bytes(), k, rounds);
           ctx.pack(streams[l], b, e, staged.data() + at[l]);
         }
         for (std::size_t j = 0; j < ranks.size(); ++j)
@@ -107,7 +108,7 @@ struct scatter_policy {
       }
       detail::exchange_segments(*group, send, recv);
       if (my_list != SIZE_MAX) {
-        const auto [b, e] = Context::window(streams[my_list].bytes(), k, rounds);
+        const auto [b, e] = staging_window<Staging>(streams[my_list].bytes(), k, rounds);
         ctx.unpack(streams[my_list], b, e, in.data());
       }
     }
