@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "redist/comm/mpi.hpp"
+#include "redist/comm/mpi/testing.hpp"
 #include "redist/core/error.hpp"
 #include "redist/detail/hash.hpp"
 
@@ -126,18 +127,7 @@ inline std::uint64_t agreed_seed() {
 }
 
 // Lowers redist's chunk size for its lifetime, so small buffers take the chunked and datatype paths.
-class scoped_max_count {
- public:
-  explicit scoped_max_count(std::size_t limit) : old_(redist::detail::mpi_max_count) {
-    redist::detail::mpi_max_count = limit;
-  }
-  ~scoped_max_count() { redist::detail::mpi_max_count = old_; }
-  scoped_max_count(const scoped_max_count&) = delete;
-  scoped_max_count& operator=(const scoped_max_count&) = delete;
-
- private:
-  std::size_t old_;
-};
+using scoped_max_count = redist::testing::scoped_mpi_max_count;
 
 // What a call that must fail did on this rank: whether it threw a redist::error, and the message (of any
 // exception), so that the ranks can then compare their outcomes collectively.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "redist/comm/communicator.hpp"
+#include "redist/comm/mpi/testing.hpp"
 #include "redist/core/error.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
@@ -41,12 +42,11 @@ inline void mpi_check(int rc, const char* what) {
        " failed: ", std::string_view(text, static_cast<std::size_t>(length)));
 }
 
-// The most bytes one MPI call moves or one datatype block holds (MPI counts are ints). Only tests lower it,
-// to run the chunked paths on small buffers: every rank must hold the same value, and nothing may be in
-// flight.
-inline std::size_t mpi_max_count = INT_MAX;
-
-inline std::size_t max_count() noexcept { return std::clamp<std::size_t>(mpi_max_count, 1, INT_MAX); }
+// The most bytes one MPI call moves or one datatype block holds (MPI counts are ints; tests lower it, see
+// comm/mpi/testing.hpp).
+inline std::size_t max_count() noexcept {
+  return std::clamp<std::size_t>(testing::mpi_max_count, 1, INT_MAX);
+}
 
 // The one place sizes become MPI counts: fn(offset, count) for consecutive chunks of [0, bytes) of at most
 // max_count() bytes; once with count 0 for an empty range, so that an empty send still matches its receive.
