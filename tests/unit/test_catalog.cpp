@@ -126,7 +126,7 @@ std::string dump(const catalog& c) {
   for (std::size_t k = 0; k < c.keys().size(); ++k) {
     s += c.keys()[k].name + ":";
     for (sample_id id = 0; id < 200; ++id)
-      if (c.has(id, k)) s += std::to_string(id) + redist::detail::shape_string(c.seqlens(id, k));
+      if (c.has(id, k)) s += std::to_string(id) + redist::detail::shape_text(c.seqlens(id, k));
     s += ";";
   }
   return s;

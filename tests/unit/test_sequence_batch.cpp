@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "redist/core/concat.hpp"
 #include "redist/core/sequence_batch.hpp"
 
 namespace {

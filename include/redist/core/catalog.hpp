@@ -46,7 +46,7 @@ namespace detail {
 
 // "bf16[4, 2]": how messages name a key's type.
 inline std::string schema_string(redist::dtype t, std::span<const std::int64_t> trailing) {
-  return std::string(name(t)) + shape_string(trailing);
+  return std::string(name(t)) + shape_text(trailing);
 }
 
 // Reserves room for `size` elements, at least doubling the capacity when it grows: one add() per rank must
@@ -153,8 +153,8 @@ class catalog {
         const auto have = t->lengths(t->entries[e]);
         if (!std::equal(have.begin(), have.end(), lens.begin(), lens.end()))
           detail::fail("redist::catalog: id ", ids[i], ", key '", fl.name, "': seqlens ",
-                       detail::shape_string(have), " on rank ", t->entries[e].rank, " but ",
-                       detail::shape_string(lens), " on rank ", rank);
+                       detail::shape_text(have), " on rank ", t->entries[e].rank, " but ",
+                       detail::shape_text(lens), " on rank ", rank);
       }
       const std::size_t before = t ? t->entries.size() : 0;
       if (fresh[f] > detail::id_index::empty - 1 - before)

@@ -18,84 +18,20 @@
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
+#include "redist/core/key_field.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/text.hpp"
 
 namespace redist {
 
 using sample_id = std::uint64_t;
 
-// For each sample, the list of its sequence lengths, stored flat: one allocation however many samples.
-class seqlen_table {
- public:
-  seqlen_table() = default;
-  seqlen_table(std::initializer_list<std::initializer_list<std::int64_t>> lists) {
-    for (const auto& l : lists) push_back({l.begin(), l.size()});
-  }
-  explicit seqlen_table(const std::vector<std::vector<std::int64_t>>& lists) {
-    for (const auto& l : lists) push_back(l);
-  }
-
-  void push_back(std::span<const std::int64_t> lengths) {
-    lengths_.insert(lengths_.end(), lengths.begin(), lengths.end());
-    begin_.push_back(lengths_.size());
-  }
-  void reserve(std::size_t samples, std::size_t sequences) {
-    begin_.reserve(samples + 1);
-    lengths_.reserve(sequences);
-  }
-
-  std::size_t size() const noexcept { return begin_.size() - 1; }
-  std::span<const std::int64_t> operator[](std::size_t sample) const noexcept {
-    return {lengths_.data() + begin_[sample], begin_[sample + 1] - begin_[sample]};
-  }
-  friend bool operator==(const seqlen_table&, const seqlen_table&) = default;
-
- private:
-  std::vector<std::int64_t> lengths_;
-  std::vector<std::size_t> begin_{0};
-};
-
-// One key of a batch. `data` is absent in a metadata-only batch; when present its shape is
-// (sum of all seqlens, trailing_shape...).
-template <class Tensor>
-struct key_field {
-  std::string name;
-  redist::dtype dtype = redist::dtype::f32;
-  std::vector<std::int64_t> trailing_shape;
-  seqlen_table seqlens;
-  std::optional<Tensor> data;
-};
-
-// Where one sample's bytes sit inside a key's tensor.
-struct byte_range {
-  std::size_t offset = 0;
-  std::size_t size = 0;
-  friend bool operator==(const byte_range&, const byte_range&) = default;
-};
-
-// Named per-sample values that travel with the samples: one string per id.
-using metadata_map = std::map<std::string, std::vector<std::string>, std::less<>>;
-
 namespace detail {
-
-inline std::string shape_string(std::span<const std::int64_t> shape) {
-  std::ostringstream os;
-  os << '[';
-  for (std::size_t d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];
-  os << ']';
-  return os.str();
-}
 
 template <class Tensor>
 concept host_allocatable = allocatable_tensor<Tensor> && tensor_space<Tensor>
 == memory_space::host;
-
-// What validation derives for one key: token offsets of each sample and the bytes of one token row.
-struct key_layout {
-  std::vector<std::int64_t> offsets;  // size() + 1 entries, offsets[i] = first token of sample i
-  std::size_t row_bytes = 0;
-};
 
 }  // namespace detail
 
@@ -338,7 +274,7 @@ class sequence_batch {
     for (std::int64_t e : f.trailing_shape) {
       if (e < 0 || !detail::checked_mul(l.row_bytes, static_cast<std::size_t>(e), l.row_bytes))
         detail::fail("redist::sequence_batch: key '", f.name, "': trailing shape ",
-                     detail::shape_string(f.trailing_shape), e < 0 ? " has a negative extent" : " overflows");
+                     detail::shape_text(f.trailing_shape), e < 0 ? " has a negative extent" : " overflows");
     }
     l.offsets.resize(n + 1);
     for (std::size_t i = 0; i < n; ++i) {
@@ -373,8 +309,8 @@ class sequence_batch {
       detail::fail("redist::sequence_batch: key '", f.name,
                    "': data is a scalar; dim 0 must count the tokens");
     if (!std::equal(shape.begin() + 1, shape.end(), f.trailing_shape.begin(), f.trailing_shape.end()))
-      detail::fail("redist::sequence_batch: key '", f.name, "': data has shape ", detail::shape_string(shape),
-                   " but the key declares trailing shape ", detail::shape_string(f.trailing_shape));
+      detail::fail("redist::sequence_batch: key '", f.name, "': data has shape ", detail::shape_text(shape),
+                   " but the key declares trailing shape ", detail::shape_text(f.trailing_shape));
     if (shape[0] != tokens)
       detail::fail("redist::sequence_batch: key '", f.name, "': data has ", shape[0],
                    " rows but its seqlens sum to ", tokens, " tokens");
@@ -458,69 +394,5 @@ class sequence_batch {
   std::vector<std::size_t> order_;           // positions sorted by id
   std::vector<detail::key_layout> layouts_;  // parallel to fields_
 };
-
-// Concatenates batches: every batch must have the same keys (dtype and trailing shape alike), the same
-// metadata names, and data for all or none; ids must be distinct across batches.
-template <class Tensor>
-requires detail::host_allocatable<Tensor> sequence_batch<Tensor> concat(
-    std::span<const sequence_batch<Tensor>> batches) {
-  using batch = sequence_batch<Tensor>;
-  if (batches.empty()) return {};
-  const batch& first = batches.front();
-  std::size_t total = 0;
-  for (std::size_t b = 0; b < batches.size(); ++b) {
-    const batch& x = batches[b];
-    total += x.size();
-    if (x.fields_.size() != first.fields_.size() || x.has_data() != first.has_data())
-      detail::fail("redist::concat: batch ", b, " has ", x.fields_.size(), " keys",
-                   x.has_data() ? "" : " (no data)", ", batch 0 has ", first.fields_.size(),
-                   first.has_data() ? "" : " (no data)");
-    for (const auto& f : first.fields_) {
-      auto k = x.find_key(f.name);
-      if (!k) detail::fail("redist::concat: batch ", b, " lacks key '", f.name, "'");
-      const auto& g = x.fields_[*k];
-      if (g.dtype != f.dtype || g.trailing_shape != f.trailing_shape)
-        detail::fail("redist::concat: key '", f.name, "' is ", name(g.dtype),
-                     detail::shape_string(g.trailing_shape), " in batch ", b, " but ", name(f.dtype),
-                     detail::shape_string(f.trailing_shape), " in batch 0");
-    }
-    if (x.metadata_.size() != first.metadata_.size() ||
-        !std::equal(x.metadata_.begin(), x.metadata_.end(), first.metadata_.begin(),
-                    [](const auto& a, const auto& c) { return a.first == c.first; }))
-      detail::fail("redist::concat: batch ", b, " has other metadata names than batch 0");
-  }
-  std::vector<std::pair<std::size_t, std::size_t>> where;
-  where.reserve(total);
-  std::vector<sample_id> ids;
-  ids.reserve(total);
-  std::vector<const batch*> sources;
-  for (std::size_t b = 0; b < batches.size(); ++b) {
-    sources.push_back(&batches[b]);
-    for (std::size_t i = 0; i < batches[b].size(); ++i) {
-      where.emplace_back(b, i);
-      ids.push_back(batches[b].ids_[i]);
-    }
-  }
-  std::vector<typename batch::field> fields;
-  for (const auto& f : first.fields_)
-    fields.push_back(batch::assemble(
-        f, sources, [&](std::size_t i) { return where[i]; }, total));
-  metadata_map metadata;
-  for (const auto& [name, values] : first.metadata_) {
-    auto& out = metadata[name];
-    out.reserve(total);
-    for (const auto& x : batches) {
-      const auto& v = x.metadata_.find(name)->second;
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  }
-  return batch(std::move(ids), std::move(fields), std::move(metadata));
-}
-
-template <class Tensor>
-requires detail::host_allocatable<Tensor> sequence_batch<Tensor> concat(
-    const std::vector<sequence_batch<Tensor>>& batches) {
-  return concat(std::span<const sequence_batch<Tensor>>(batches));
-}
 
 }  // namespace redist
