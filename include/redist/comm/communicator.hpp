@@ -51,10 +51,13 @@ void wait_all(Requests& requests) {
   if (failure) std::rethrow_exception(failure);
 }
 
-// A communicator: ranks 0..size()-1, byte-based collectives that every rank calls, point to point and
-// nonblocking operations (all of them returning the one request type, whose wait() completes them), and
-// cached sub-communicators of a rank set (group(), nullptr on non-members).
-// Sizes are std::size_t and may exceed INT_MAX. Checks a representative subset of the operations.
+// A communicator, as the library uses one: ranks 0..size()-1; byte-based collectives that every rank calls
+// (broadcast, gatherv, scatterv, alltoall(v), allgatherv, one allreduce of a min and a max); send and recv
+// and their nonblocking forms, ibroadcast among them, all returning the one request type, whose wait()
+// completes them; the grouped point-to-point primitive (start_group()); and cached sub-communicators of a
+// rank set (group(), nullptr on non-members). Sizes are std::size_t and may exceed INT_MAX. A backend may
+// offer more (the MPI and self communicators have barrier, allreduce_max and ialltoallv for tests and
+// benchmarks); the library calls nothing else.
 template <class C>
 concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<const std::byte> cbuf,
                                 std::span<const std::size_t> sizes, std::span<const int> ranks,
@@ -69,15 +72,12 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
   c.alltoall(cbuf, buf, std::size_t{1});
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
-  { c.allreduce_max(value) } -> std::same_as<std::uint64_t>;
   { c.allreduce_min_max(value) } -> std::same_as<std::pair<std::uint64_t, std::uint64_t>>;
-  c.barrier();
   c.send(cbuf, 0, 0);
   c.recv(buf, 0, 0);
   { c.isend(cbuf, 0, 0) } -> std::same_as<typename C::request>;
   { c.irecv(buf, 0, 0) } -> std::same_as<typename C::request>;
   { c.ibroadcast(buf, 0) } -> std::same_as<typename C::request>;
-  { c.ialltoallv(cbuf, sizes, sizes, buf, sizes, sizes) } -> std::same_as<typename C::request>;
   c.irecv(buf, 0, 0).wait();
   { c.start_group() } -> p2p_group<typename C::request>;
 };
