@@ -7,7 +7,7 @@
 //               The sender sends x in place, the receiver unpacks.
 // Five methods, each run after a barrier, time = max over ranks, median over iterations, interleaved (under 4
 // MiB per rank, a sample is a loop of calls moving 4 MiB, timed per call: see calls_per_sample):
-//   seqpar        redist::seqpar::all_to_all(x, scatter, gather, comm): agreement (one allreduce), a new
+//   seqpar        redist::seqpar::all_to_all(comm, x, scatter, gather): agreement (one allreduce), a new
 //                 output and staging buffer, pack or unpack, one alltoall.
 //   hand          what a user writes for the same transform, as a function returning a new tensor: a new
 //                 output and staging buffer, memcpy pack or unpack loops, one MPI_Alltoall.
@@ -279,9 +279,9 @@ int main(int argc, char** argv) {
           std::memcpy(bare_send.data(), x.data(), bytes);
         std::array<host_tensor, 2> fresh;  // the allocating methods' last results, for --check
         const std::array<std::function<void()>, methods> run = {
-            [&] { fresh[0] = redist::seqpar::all_to_all(x, d.scatter, d.gather, comm); },
+            [&] { fresh[0] = redist::seqpar::all_to_all(comm, x, d.scatter, d.gather); },
             [&] { fresh[1] = hand_written(d, x, tokens, P, world); },
-            [&] { redist::seqpar::all_to_all_into(x, d.scatter, d.gather, seqpar_out, comm, &ws); },
+            [&] { redist::seqpar::all_to_all_into(comm, x, d.scatter, d.gather, seqpar_out, &ws); },
             [&] {
               hand_into(d, x, tokens, P, static_cast<std::byte*>(hand_out.data()), hand_staging, world);
             },

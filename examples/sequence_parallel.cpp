@@ -79,15 +79,15 @@ int main(int argc, char** argv) {
     const host_tensor input = make_input();
 
     // This rank's part of the sequence: [batch, ceil(37 / P), heads, head_dim], zero-padded at the end.
-    const host_tensor local = redist::seqpar::slice_inputs(input, /*dim=*/1, comm);
+    const host_tensor local = redist::seqpar::slice_inputs(comm, input, /*dim=*/1);
     // The whole sequence (padding cut: 37 tokens), this rank's heads: [batch, 37, heads / P, head_dim].
-    const host_tensor per_head = redist::seqpar::gather_seq_scatter_heads(
-        local, /*seq_dim=*/1, /*head_dim=*/2, comm, /*unpadded=*/seq);
+    const host_tensor per_head = redist::seqpar::gather_seq_scatter_heads(comm, local, /*seq_dim=*/1,
+                                                                          /*head_dim=*/2, /*unpadded=*/seq);
     const host_tensor attended = attention(per_head);
     // Back to a slice of the sequence with every head (padded again), then everyone's slices, padding cut.
     const host_tensor sliced =
-        redist::seqpar::gather_heads_scatter_seq(attended, /*head_dim=*/2, /*seq_dim=*/1, comm);
-    const host_tensor output = redist::seqpar::gather_outputs(sliced, /*dim=*/1, /*unpadded_size=*/seq, comm);
+        redist::seqpar::gather_heads_scatter_seq(comm, attended, /*head_dim=*/2, /*seq_dim=*/1);
+    const host_tensor output = redist::seqpar::gather_outputs(comm, sliced, /*dim=*/1, /*unpadded_size=*/seq);
 
     const host_tensor reference = attention(input);
     const bool same_shape =

@@ -38,29 +38,29 @@
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
 // negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
 //
-//   all_to_all(x, scatter_dim, gather_dim, comm)
+//   all_to_all(comm, x, scatter_dim, gather_dim)
 //     x is cut into P equal chunks along scatter_dim; chunk j goes to rank j; the chunks received are
 //     concatenated along gather_dim in source-rank order. Output shape: x's with shape[scatter_dim] / P, then
 //     shape[gather_dim] * P (scatter_dim == gather_dim keeps the shape: rank r's chunk of every rank,
 //     stacked).
-//   all_to_all_into(x, scatter_dim, gather_dim, out, comm)
+//   all_to_all_into(comm, x, scatter_dim, gather_dim, out)
 //     The same into a tensor the caller owns. Every exchange takes an optional seqpar::workspace* last: its
 //     staging buffer is kept between calls, so a loop that repeats an exchange allocates nothing.
-//   slice_inputs(x, dim, comm)
+//   slice_inputs(comm, x, dim)
 //     Local, no communication. unit = ceil(n / P) for n = x.shape[dim]: x is zero-padded at the end of dim to
 //     P * unit, and rank r gets rows [r * unit, (r + 1) * unit).
-//   gather_outputs(x, dim, unpadded_size, comm)
+//   gather_outputs(comm, x, dim, unpadded_size)
 //     Every rank's x concatenated along dim in rank order (P * x.shape[dim] rows), then cut to the first
 //     unpadded_size rows: the inverse of slice_inputs. P * x.shape[dim] must be unpadded_size rounded up to a
 //     multiple of P (pass P * x.shape[dim] itself when there is no padding).
-//   gather_seq_scatter_heads(x, seq_dim, head_dim, comm [, unpadded_seq_len])
-//     all_to_all(x, head_dim, seq_dim): rank r gets heads [r * H / P, (r + 1) * H / P) of the whole sequence.
-//     With unpadded_seq_len (the caller's total token count; the seed derived it from a shape tensor as
-//     sum(prod(shape, -1))) the sequence's padding is cut off, as gather_outputs does.
-//   gather_heads_scatter_seq(x, head_dim, seq_dim, comm)
-//     The way back: the sequence is zero-padded at its end to a multiple of P, then all_to_all(x, seq_dim,
-//     head_dim): rank r gets sequence rows [r * S' / P, (r + 1) * S' / P) (S' padded) of every head.
-//   gather_seq_scatter_heads_qkv(qkv, seq_dim, comm [, unpadded_seq_len])
+//   gather_seq_scatter_heads(comm, x, seq_dim, head_dim [, unpadded_seq_len])
+//     all_to_all(comm, x, head_dim, seq_dim): rank r gets heads [r * H / P, (r + 1) * H / P) of the whole
+//     sequence. With unpadded_seq_len (the caller's total token count; the seed derived it from a shape
+//     tensor as sum(prod(shape, -1))) the sequence's padding is cut off, as gather_outputs does.
+//   gather_heads_scatter_seq(comm, x, head_dim, seq_dim)
+//     The way back: the sequence is zero-padded at its end to a multiple of P, then all_to_all(comm, x,
+//     seq_dim, head_dim): rank r gets sequence rows [r * S' / P, (r + 1) * S' / P) (S' padded) of every head.
+//   gather_seq_scatter_heads_qkv(comm, qkv, seq_dim [, unpadded_seq_len])
 //     The last dim is a fused projection [q | k | v] of 3 * D: it is viewed as [3, D], D is scattered and
 //     seq_dim gathered, and the result is fused again: last dim 3 * D / P = [q_r | k_r | v_r], rank r's
 //     heads of each of q, k and v. Sequence padding is cut as in gather_seq_scatter_heads.
@@ -94,7 +94,7 @@ namespace redist::seqpar {
 // Throws redist::error on every rank when a dim is out of range, x.shape[scatter_dim] is not divisible by the
 // ranks, the ranks' dtypes, shapes or dims differ, or a rank cannot allocate its output or staging.
 template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> all_to_all(const In& x, int scatter_dim, int gather_dim, const Comm& comm,
+detail::seqpar::output_t<Out, In> all_to_all(const Comm& comm, const In& x, int scatter_dim, int gather_dim,
                                              workspace* ws = nullptr) {
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::all_to_all";
@@ -107,7 +107,7 @@ detail::seqpar::output_t<Out, In> all_to_all(const In& x, int scatter_dim, int g
 // one exchange). out must have x's dtype and the result's shape, be contiguous and not overlap x; a rank
 // whose out is wrong makes every rank throw the same redist::error before any byte moves.
 template <tensor_like In, tensor_like Out, communicator Comm>
-void all_to_all_into(const In& x, int scatter_dim, int gather_dim, Out& out, const Comm& comm,
+void all_to_all_into(const Comm& comm, const In& x, int scatter_dim, int gather_dim, Out& out,
                      workspace* ws = nullptr) {
   namespace sp = detail::seqpar;
   sp::require_host_tensor<Out>();
@@ -128,7 +128,7 @@ void all_to_all_into(const In& x, int scatter_dim, int gather_dim, Out& out, con
 // P * unit rows, unit = ceil(x.shape[dim] / P). Local: communicates nothing (comm gives the rank and size),
 // so a bad dim throws on the ranks that pass it.
 template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> slice_inputs(const In& x, int dim, const Comm& comm) {
+detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, int dim) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;
   sp::require_host_tensor<In>();
@@ -154,8 +154,8 @@ detail::seqpar::output_t<Out, In> slice_inputs(const In& x, int dim, const Comm&
 // nothing is cut, else through one buffer. Throws redist::error on every rank when dim is out of range,
 // unpadded_size does not fit, or the ranks' dtypes, shapes, dims or unpadded_size differ.
 template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int64_t unpadded_size,
-                                                 const Comm& comm) {
+detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, int dim,
+                                                 std::int64_t unpadded_size) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;
   sp::require_host_tensor<In>();
@@ -214,14 +214,14 @@ detail::seqpar::output_t<Out, In> gather_outputs(const In& x, int dim, std::int6
   return std::move(*out);
 }
 
-// all_to_all(x, head_dim, seq_dim): every rank's sequence, rank r's heads [r * H / P, (r + 1) * H / P).
+// all_to_all(comm, x, head_dim, seq_dim): every rank's sequence, rank r's heads [r * H / P, (r + 1) * H / P).
 // With unpadded_seq_len, the gathered sequence (P * x.shape[seq_dim] rows, which must be unpadded_seq_len
 // rounded up to a multiple of P) is cut to its first unpadded_seq_len rows while it is unpacked. Collective:
 // as all_to_all; throws redist::error on every rank when the dims are out of range or equal, the heads do not
 // divide by the ranks, unpadded_seq_len does not fit, or the ranks' calls differ.
 template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const In& x, int seq_dim, int head_dim,
-                                                           const Comm& comm,
+detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const Comm& comm, const In& x, int seq_dim,
+                                                           int head_dim,
                                                            std::optional<std::int64_t> unpadded_seq_len = {},
                                                            workspace* ws = nullptr) {
   namespace sp = detail::seqpar;
@@ -251,13 +251,13 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const In& x, int seq_
 }
 
 // The way back from gather_seq_scatter_heads: the sequence is zero-padded at its end to S' = x.shape[seq_dim]
-// rounded up to a multiple of P (while it is packed, no padded copy), then all_to_all(x, seq_dim, head_dim):
-// rank r gets sequence rows [r * S' / P, (r + 1) * S' / P) of all P * x.shape[head_dim] heads. Collective: as
-// all_to_all; throws redist::error on every rank when the dims are out of range or equal, or the ranks'
-// calls differ.
+// rounded up to a multiple of P (while it is packed, no padded copy), then all_to_all(comm, x, seq_dim,
+// head_dim): rank r gets sequence rows [r * S' / P, (r + 1) * S' / P) of all P * x.shape[head_dim] heads.
+// Collective: as all_to_all; throws redist::error on every rank when the dims are out of range or equal, or
+// the ranks' calls differ.
 template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const In& x, int head_dim, int seq_dim,
-                                                           const Comm& comm, workspace* ws = nullptr) {
+detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const Comm& comm, const In& x, int head_dim,
+                                                           int seq_dim, workspace* ws = nullptr) {
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::gather_heads_scatter_seq";
   const std::size_t rank = tensor_traits<In>::rank(x);
@@ -284,7 +284,7 @@ detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const In& x, int head
 // Collective: as all_to_all.
 template <class Out = void, tensor_like In, communicator Comm>
 detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
-    const In& qkv, int seq_dim, const Comm& comm, std::optional<std::int64_t> unpadded_seq_len = {},
+    const Comm& comm, const In& qkv, int seq_dim, std::optional<std::int64_t> unpadded_seq_len = {},
     workspace* ws = nullptr) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;

@@ -106,10 +106,10 @@ TEST_CASE("seqpar: a rank that cannot allocate a host_tensor output; every rank 
   const redist::host_tensor x(dtype::f32, {2 * P, std::int64_t{1} << 18});  // rows of 1 MiB
   {
     const refusing r(comm.rank() == bad);
-    check_agreed(outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); }), comm,
+    check_agreed(outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, 0, 1); }), comm,
                  "redist::seqpar::all_to_all: rank " + std::to_string(bad) + " could not allocate");
   }
-  const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); });
+  const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, 0, 1); });
   INFO(o.message);
   CHECK(all_ranks(!o.redist_error && o.message == "no error", comm.native()));
 }

@@ -192,7 +192,7 @@ std::string all_to_all_problem(const redist::mpi_communicator& comm, dtype t, co
                                std::uint64_t c) {
   return run_case([&] {
     const host_tensor x = filled(t, in, c, static_cast<std::uint64_t>(comm.rank()));
-    const host_tensor y = redist::seqpar::all_to_all(x, s, g, comm);
+    const host_tensor y = redist::seqpar::all_to_all(comm, x, s, g);
     const auto n = static_cast<int>(in.size());
     const auto sd = static_cast<std::size_t>((s + n) % n), gd = static_cast<std::size_t>((g + n) % n);
     return difference(y, expected_all_to_all(t, in, sd, gd, comm.size(), comm.rank(), c));
@@ -208,7 +208,7 @@ std::string all_to_all_into_problem(const redist::mpi_communicator& comm, dtype 
     const auto sd = static_cast<std::size_t>((s + n) % n), gd = static_cast<std::size_t>((g + n) % n);
     const host_tensor want = expected_all_to_all(t, in, sd, gd, comm.size(), comm.rank(), c);
     host_tensor out(t, shape_t(want.shape().begin(), want.shape().end()));
-    redist::seqpar::all_to_all_into(x, s, g, out, comm, &ws);
+    redist::seqpar::all_to_all_into(comm, x, s, g, out, &ws);
     return difference(out, want);
   });
 }
@@ -349,12 +349,12 @@ TEST_CASE("slice_inputs and gather_outputs: lengths that do not divide, padding 
           v.add(where.str(), run_case([&]() -> std::string {
                   // Every collective runs on every rank whatever this rank found: compare afterwards.
                   const host_tensor x = filled(t, full, c, 0);
-                  const host_tensor mine = redist::seqpar::slice_inputs(x, static_cast<int>(dim), comm);
+                  const host_tensor mine = redist::seqpar::slice_inputs(comm, x, static_cast<int>(dim));
                   const host_tensor whole =
-                      redist::seqpar::gather_outputs(mine, static_cast<int>(dim), len, comm);
+                      redist::seqpar::gather_outputs(comm, mine, static_cast<int>(dim), len);
                   const std::int64_t padded = mine.extent(dim) * P;
                   const host_tensor with_padding =
-                      redist::seqpar::gather_outputs(mine, static_cast<int>(dim) - 3, padded, comm);
+                      redist::seqpar::gather_outputs(comm, mine, static_cast<int>(dim) - 3, padded);
                   if (auto p = difference(mine, expected_slice(t, full, dim, comm.size(), comm.rank(), c));
                       !p.empty())
                     return "slice_inputs: " + p;
@@ -396,14 +396,14 @@ std::string ulysses_problem(const redist::mpi_communicator& comm, dtype t, const
             return std::pair{std::uint64_t{0}, flatten(idx, full)};
           },
           c);
-      const host_tensor got = cut ? redist::seqpar::gather_seq_scatter_heads(local, sd, hd, comm, S)
-                                  : redist::seqpar::gather_seq_scatter_heads(local, sd, hd, comm);
+      const host_tensor got = cut ? redist::seqpar::gather_seq_scatter_heads(comm, local, sd, hd, S)
+                                  : redist::seqpar::gather_seq_scatter_heads(comm, local, sd, hd);
       note(cut ? "gather_seq_scatter_heads (unpadded)" : "gather_seq_scatter_heads", difference(got, want));
       // Back: the sequence padded again and scattered, every head gathered: the rank's slice of the input.
-      const host_tensor back = redist::seqpar::gather_heads_scatter_seq(got, hd, sd, comm);
+      const host_tensor back = redist::seqpar::gather_heads_scatter_seq(comm, got, hd, sd);
       note("gather_heads_scatter_seq", difference(back, local));
       note("gather_outputs",
-           difference(redist::seqpar::gather_outputs(back, sd, S, comm), filled(t, full, c, 0)));
+           difference(redist::seqpar::gather_outputs(comm, back, sd, S), filled(t, full, c, 0)));
     }
     return problem;
   });
@@ -470,9 +470,9 @@ TEST_CASE("gather_seq_scatter_heads_qkv: each rank gets its heads of each of q, 
                         },
                         c);
                     const host_tensor got = cut ? redist::seqpar::gather_seq_scatter_heads_qkv(
-                                                      local, static_cast<int>(seq), comm, S)
+                                                      comm, local, static_cast<int>(seq), S)
                                                 : redist::seqpar::gather_seq_scatter_heads_qkv(
-                                                      local, static_cast<int>(seq), comm);
+                                                      comm, local, static_cast<int>(seq));
                     if (auto p = difference(got, want); !p.empty() && problem.empty())
                       problem = (cut ? "unpadded: " : "padded: ") + p;
                   }
@@ -680,7 +680,7 @@ TEST_CASE("errors: a scatter dim that does not divide, on every rank") {
   on_each_comm([&](const redist::mpi_communicator& comm, const char*) {
     const int P = comm.size();
     const host_tensor x = filled(dtype::f32, {3, P + 1}, 1, 0);
-    const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(x, 1, 0, comm); });
+    const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, 1, 0); });
     if (P == 1) {
       CHECK(all_ranks(!o.redist_error, comm.native()));  // 2 rows divide by one rank
     } else {
@@ -689,11 +689,11 @@ TEST_CASE("errors: a scatter dim that does not divide, on every rank") {
                           "not divisible by the " + std::to_string(P) + " ranks"});
       const host_tensor qkv = filled(dtype::bf16, {2, 3 * (P + 1)}, 1, 0);
       check_agreed_error(
-          outcome_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(qkv, 0, comm); }), comm,
+          outcome_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(comm, qkv, 0); }), comm,
           {"gather_seq_scatter_heads_qkv: each of q, k and v has"});
       const host_tensor heads = filled(dtype::bf16, {2, P + 1, 4}, 1, 0);
       check_agreed_error(
-          outcome_of([&] { (void)redist::seqpar::gather_seq_scatter_heads(heads, 0, 1, comm); }), comm,
+          outcome_of([&] { (void)redist::seqpar::gather_seq_scatter_heads(comm, heads, 0, 1); }), comm,
           {"gather_seq_scatter_heads: head_dim 1 has extent"});
     }
     check_still_works(comm);
@@ -707,17 +707,17 @@ TEST_CASE("errors: dims out of range on one rank") {
     const host_tensor x = filled(dtype::f32, {2 * P, 3}, 1, 0);
     const int s = comm.rank() == bad ? 2 : 0;
     check_agreed_error(
-        outcome_of([&] { (void)redist::seqpar::all_to_all(x, s, 1, comm); }), comm,
+        outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, s, 1); }), comm,
         {"redist::seqpar::all_to_all: scatter_dim 2 is out of range for a tensor of 2 dims",
          "(on rank " + std::to_string(bad) + ")", "rank " + std::to_string(bad) + " passes scatter_dim 2"});
     const int d = comm.rank() == bad ? -3 : 1;
-    check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_outputs(x, d, 3 * P, comm); }), comm,
+    check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_outputs(comm, x, d, 3 * P); }), comm,
                        {"redist::seqpar::gather_outputs: dim -3 is out of range"});
     check_still_works(comm);
   }
   // On every rank (one rank too).
   const host_tensor x = filled(dtype::f32, {2 * P, 3}, 1, 0);
-  check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(x, 1, 5, comm); }), comm,
+  check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(comm, x, 1, 5); }), comm,
                      {"redist::seqpar::gather_heads_scatter_seq: seq_dim 5 is out of range"});
   check_still_works(comm);
 }
@@ -730,13 +730,13 @@ TEST_CASE("errors: a rank that cannot allocate its output, before any byte moves
       refusing_tensor::refuse = comm.rank() == bad;
       const host_tensor x = filled(dtype::bf16, {2 * P, 3}, 1, 0);
       check_agreed_error(
-          outcome_of([&] { (void)redist::seqpar::all_to_all<refusing_tensor>(x, 0, 1, comm); }), comm, parts);
+          outcome_of([&] { (void)redist::seqpar::all_to_all<refusing_tensor>(comm, x, 0, 1); }), comm, parts);
       check_agreed_error(
-          outcome_of([&] { (void)redist::seqpar::gather_outputs<refusing_tensor>(x, 1, 3 * P, comm); }), comm,
+          outcome_of([&] { (void)redist::seqpar::gather_outputs<refusing_tensor>(comm, x, 1, 3 * P); }), comm,
           parts);
       const host_tensor qkv = filled(dtype::bf16, {2, 3 * P}, 1, 0);
       check_agreed_error(outcome_of([&] {
-                           (void)redist::seqpar::gather_seq_scatter_heads_qkv<refusing_tensor>(qkv, 0, comm);
+                           (void)redist::seqpar::gather_seq_scatter_heads_qkv<refusing_tensor>(comm, qkv, 0);
                          }),
                          comm, parts);
       refusing_tensor::refuse = false;
@@ -756,32 +756,32 @@ TEST_CASE("errors: shapes, dtypes or arguments that differ on one rank") {
       const std::string b = std::to_string(bad);
       // A shape that differs (still divisible: only the agreement can catch it).
       const host_tensor x = filled(dtype::bf16, {2 * P, me_bad ? 4 : 3}, 1, 0);
-      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); }), comm,
+      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, 0, 1); }), comm,
                          {"redist::seqpar::all_to_all: the ranks' calls differ",
                           "rank " + b + " passes x bf16 [" + std::to_string(2 * P) + ", 4]"});
       // A dtype that differs.
       const host_tensor y = filled(me_bad ? dtype::f16 : dtype::bf16, {2 * P, 3}, 1, 0);
-      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(y, 0, 1, comm); }), comm,
+      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(comm, y, 0, 1); }), comm,
                          {"the ranks' calls differ in x", "rank " + b + " passes x f16"});
       // A gather dim that differs.
-      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(y, 0, me_bad ? 0 : 1, comm); }),
+      check_agreed_error(outcome_of([&] { (void)redist::seqpar::all_to_all(comm, y, 0, me_bad ? 0 : 1); }),
                          comm, {"the ranks' calls differ in x, gather_dim", "gather_dim 0"});
       // all_to_all_into with an output of the wrong shape on one rank.
       const host_tensor w = filled(dtype::bf16, {2 * P, 3}, 1, 0);
       host_tensor out(dtype::bf16, {2, 3 * P - (me_bad ? 1 : 0)});
-      check_agreed_error(outcome_of([&] { redist::seqpar::all_to_all_into(w, 0, 1, out, comm); }), comm,
+      check_agreed_error(outcome_of([&] { redist::seqpar::all_to_all_into(comm, w, 0, 1, out); }), comm,
                          {"redist::seqpar::all_to_all_into: out is bf16 [2, " + std::to_string(3 * P - 1) +
                           "], expected bf16 [2, " + std::to_string(3 * P) + "]"});
       // An unpadded length that differs.
       const host_tensor z = filled(dtype::i64, {2, 3}, 1, 0);
       const std::int64_t unpadded = 3 * P - (me_bad ? 1 : 0);
-      check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_outputs(z, 1, unpadded, comm); }),
+      check_agreed_error(outcome_of([&] { (void)redist::seqpar::gather_outputs(comm, z, 1, unpadded); }),
                          comm, {"redist::seqpar::gather_outputs: the ranks' calls differ", "unpadded_size"});
       check_still_works(comm);
     }
     // The same call everywhere: no error (the agreement does not cry wolf).
     const host_tensor x = filled(dtype::bf16, {2 * P, 3}, 1, 0);
-    const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(x, 0, 1, comm); });
+    const outcome o = outcome_of([&] { (void)redist::seqpar::all_to_all(comm, x, 0, 1); });
     INFO(o.message);
     CHECK(all_ranks(!o.redist_error, comm.native()));
   });

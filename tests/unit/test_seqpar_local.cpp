@@ -189,25 +189,25 @@ TEST_CASE("seqpar on one process: every operation is the identity (or a cut), on
   for (dtype t : {dtype::f32, dtype::bf16, dtype::i64, dtype::boolean}) {
     const host_tensor x = filled(t, {3, 4, 6}, 1);
     for (int s = -3; s < 3; ++s)
-      for (int g = -3; g < 3; ++g) CHECK(same(redist::seqpar::all_to_all(x, s, g, self), x));
-    CHECK(same(redist::seqpar::slice_inputs(x, 1, self), x));
-    CHECK(same(redist::seqpar::gather_outputs(x, 1, 4, self), x));
-    CHECK(same(redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self), x));
-    CHECK(same(redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self, 4), x));
-    CHECK(same(redist::seqpar::gather_heads_scatter_seq(x, 2, 1, self), x));
-    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(x, 1, self), x));
-    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(x, 0, self, 3), x));
+      for (int g = -3; g < 3; ++g) CHECK(same(redist::seqpar::all_to_all(self, x, s, g), x));
+    CHECK(same(redist::seqpar::slice_inputs(self, x, 1), x));
+    CHECK(same(redist::seqpar::gather_outputs(self, x, 1, 4), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads(self, x, 1, 2), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads(self, x, 1, 2, 4), x));
+    CHECK(same(redist::seqpar::gather_heads_scatter_seq(self, x, 2, 1), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(self, x, 1), x));
+    CHECK(same(redist::seqpar::gather_seq_scatter_heads_qkv(self, x, 0, 3), x));
   }
   // Views in, owning tensors out.
   host_tensor x = filled(dtype::i64, {4, 2}, 3);
   const redist::host_tensor_view v(x);
-  const host_tensor y = redist::seqpar::all_to_all(v, 0, 1, self);
+  const host_tensor y = redist::seqpar::all_to_all(self, v, 0, 1);
   CHECK(same(y, x));
   // Empty tensors.
   const host_tensor e = filled(dtype::f32, {0, 3}, 0);
-  CHECK(same(redist::seqpar::all_to_all(e, 0, 1, self), e));
-  CHECK(same(redist::seqpar::gather_outputs(e, 0, 0, self), e));
-  CHECK(same(redist::seqpar::slice_inputs(e, 0, self), e));
+  CHECK(same(redist::seqpar::all_to_all(self, e, 0, 1), e));
+  CHECK(same(redist::seqpar::gather_outputs(self, e, 0, 0), e));
+  CHECK(same(redist::seqpar::slice_inputs(self, e, 0), e));
 }
 
 TEST_CASE("seqpar on one process: all_to_all_into checks its output and reuses a workspace") {
@@ -215,21 +215,21 @@ TEST_CASE("seqpar on one process: all_to_all_into checks its output and reuses a
   redist::seqpar::workspace ws;
   host_tensor x = filled(dtype::bf16, {2, 3, 4}, 5);
   host_tensor out(dtype::bf16, {2, 3, 4});
-  redist::seqpar::all_to_all_into(x, 1, 2, out, self, &ws);
+  redist::seqpar::all_to_all_into(self, x, 1, 2, out, &ws);
   CHECK(same(out, x));
   CHECK(ws.capacity() == 0);  // one rank: x itself is the one block, sent straight into out
   const std::byte* kept = ws.reserve(64);
   CHECK(ws.reserve(10) == kept);  // grows only
   CHECK(ws.capacity() == 64);
-  CHECK(same(redist::seqpar::gather_heads_scatter_seq(x, 2, 1, self, &ws), x));
+  CHECK(same(redist::seqpar::gather_heads_scatter_seq(self, x, 2, 1, &ws), x));
   host_tensor wrong(dtype::bf16, {2, 3, 5});
-  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, wrong, self); }) ==
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(self, x, 0, 1, wrong); }) ==
         "redist::seqpar::all_to_all_into: out is bf16 [2, 3, 5], expected bf16 [2, 3, 4]");
   host_tensor other(dtype::f16, {2, 3, 4});
-  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, other, self); }) ==
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(self, x, 0, 1, other); }) ==
         "redist::seqpar::all_to_all_into: out is f16 [2, 3, 4], expected bf16 [2, 3, 4]");
   redist::host_tensor_view alias(x.data(), dtype::bf16, {2, 3, 4});
-  CHECK(error_of([&] { redist::seqpar::all_to_all_into(x, 0, 1, alias, self); }) ==
+  CHECK(error_of([&] { redist::seqpar::all_to_all_into(self, x, 0, 1, alias); }) ==
         "redist::seqpar::all_to_all_into: out overlaps x; the exchange reads x while it writes out");
 }
 
@@ -252,31 +252,31 @@ TEST_CASE("seqpar on one process: the rotating broadcast calls use once, with th
 TEST_CASE("seqpar errors on one process name the function and what is wrong") {
   const redist::self_communicator self;
   const host_tensor x = filled(dtype::f32, {3, 4, 6}, 1);
-  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(x, 3, 0, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(self, x, 3, 0); }) ==
         "redist::seqpar::all_to_all: scatter_dim 3 is out of range for a tensor of 3 dims (valid: -3 to 2)");
-  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(x, 0, -4, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::all_to_all(self, x, 0, -4); }) ==
         "redist::seqpar::all_to_all: gather_dim -4 is out of range for a tensor of 3 dims (valid: -3 to 2)");
-  CHECK(error_of([&] { (void)redist::seqpar::slice_inputs(x, 5, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::slice_inputs(self, x, 5); }) ==
         "redist::seqpar::slice_inputs: dim 5 is out of range for a tensor of 3 dims (valid: -3 to 2)");
   CHECK(error_of([&] {
-          (void)redist::seqpar::gather_outputs(x, 1, 3, self);
+          (void)redist::seqpar::gather_outputs(self, x, 1, 3);
         }).find("redist::seqpar::gather_outputs: unpadded_size 3 does not fit the 4 gathered rows") == 0);
-  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads(x, 1, 1, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads(self, x, 1, 1); }) ==
         "redist::seqpar::gather_seq_scatter_heads: seq_dim and head_dim are both dim 1");
-  CHECK(error_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(x, -1, 2, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::gather_heads_scatter_seq(self, x, -1, 2); }) ==
         "redist::seqpar::gather_heads_scatter_seq: seq_dim and head_dim are both dim 2");
   CHECK(error_of([&] {
-          (void)redist::seqpar::gather_seq_scatter_heads(x, 1, 2, self, 5);
+          (void)redist::seqpar::gather_seq_scatter_heads(self, x, 1, 2, 5);
         }).find("unpadded_seq_len 5 does not fit the 4 gathered rows") != std::string::npos);
   const host_tensor odd = filled(dtype::f32, {3, 4, 7}, 1);
-  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(odd, 0, self); }) ==
+  CHECK(error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(self, odd, 0); }) ==
         "redist::seqpar::gather_seq_scatter_heads_qkv: the last dim has extent 7 (shape [3, 4, 7]), not 3 "
         "equal "
         "parts q, k and v");
   CHECK(
-      error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(x, 2, self); }) ==
+      error_of([&] { (void)redist::seqpar::gather_seq_scatter_heads_qkv(self, x, 2); }) ==
       "redist::seqpar::gather_seq_scatter_heads_qkv: seq_dim 2 is the last dim, which holds the fused [q | k "
       "| v]");
   // The same communicator still works.
-  CHECK(same(redist::seqpar::all_to_all(x, 0, 1, self), x));
+  CHECK(same(redist::seqpar::all_to_all(self, x, 0, 1), x));
 }
