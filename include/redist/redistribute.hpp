@@ -15,6 +15,7 @@
 #include "redist/plan/steps.hpp"
 #include "redist/redistribute/execute.hpp"
 #include "redist/redistribute/one_call.hpp"
+#include "redist/redistribute/world.hpp"
 #include "redist/staging/byte_staging.hpp"
 #include "redist/staging/float32_staging.hpp"
 #include "redist/staging/policy.hpp"
@@ -22,7 +23,8 @@
 namespace redist {
 
 // Executes `p` (the same plan on every rank of comm) against this rank's store. `cat` describes every (id,
-// key) the plan moves and must be the same on every rank. Received samples are added to the store; nothing
+// key) the plan moves and must be the same on every rank (gather_metadata() makes it, and the tracker the
+// planners take). Received samples are added to the store; nothing
 // else changes. Before any byte moves, every rank checks its share and the ranks agree in one allreduce,
 // which also compares a fingerprint of the plan and the staging, its budget and allow_lossy: any rank's
 // problem, or calls that differ, become the same redist::error on every rank, with every store unchanged.

@@ -525,3 +525,66 @@ TEST_CASE("agreement: the plan-based form refuses a value float32 staging would 
         token_patch{lossy_id, (std::int64_t{1} << 40) + 1}, bad);
   }
 }
+
+// ---- gather_metadata: the catalog and tracker of the plan-based form, and its agreement ----
+
+// Every rank's metadata from gather_metadata against the same built locally; then the ring plan made from
+// what it gathered, run with its catalog: every rank ends with its wanted samples, byte for byte.
+void check_gathered(const redist::mpi_communicator& comm) {
+  const int n = comm.size();
+  const auto w = redist::gather_metadata(comm, make_batch(comm.rank()));
+  const world_view view(n);
+  REQUIRE(w.batches.size() == static_cast<std::size_t>(n));
+  for (std::size_t r = 0; r < w.batches.size(); ++r) {
+    const auto& got = w.batches[r];
+    const auto& want = view.metas[r];
+    CHECK_FALSE(got.has_data());
+    CHECK(std::equal(got.ids().begin(), got.ids().end(), want.ids().begin(), want.ids().end()));
+    REQUIRE(got.fields().size() == want.fields().size());
+    for (std::size_t f = 0; f < got.fields().size(); ++f) {
+      CHECK(got.fields()[f].name == want.fields()[f].name);
+      CHECK(got.fields()[f].dtype == want.fields()[f].dtype);
+      CHECK(got.fields()[f].trailing_shape == want.fields()[f].trailing_shape);
+      CHECK(got.fields()[f].seqlens == want.fields()[f].seqlens);
+    }
+  }
+  CHECK(std::equal(w.tracker.ids().begin(), w.tracker.ids().end(), view.tracker.ids().begin(),
+                   view.tracker.ids().end()));
+  CHECK(std::equal(w.tracker.keys().begin(), w.tracker.keys().end(), view.tracker.keys().begin(),
+                   view.tracker.keys().end()));
+  REQUIRE(w.cat.keys().size() == view.cat.keys().size());
+  for (std::size_t k = 0; k < w.cat.keys().size(); ++k)
+    CHECK(w.cat.keys()[k].name == view.cat.keys()[k].name);
+
+  const auto wanted = wanted_by(comm.rank(), n);
+  redist::sample_store<> store(make_batch(comm.rank()));
+  redist::redistribute(comm, store, redist::plan_all_to_all(w.tracker, view.wants, all_keys), w.cat);
+  CHECK(result_problem(store.collect(wanted, all_keys), wanted) == "");
+}
+
+TEST_CASE("gather_metadata: every rank's metadata, the catalog and the tracker, on the world and backwards") {
+  check_gathered(redist::mpi_communicator(MPI_COMM_WORLD));
+  const auto reversed = redist::test::reversed_world();
+  check_gathered(redist::mpi_communicator(reversed.get()));
+}
+
+TEST_CASE("gather_metadata: one rank's invalid batch or conflicting seqlens, the same error everywhere") {
+  const redist::mpi_communicator comm(MPI_COMM_WORLD);
+  const int n = comm.size();
+  for (int bad : n == 1 ? std::vector<int>{0} : bad_ranks(n)) {
+    INFO("bad rank " << bad);
+    batch local = make_batch(comm.rank());
+    if (comm.rank() == bad)
+      local.data("logprobs") = redist::host_tensor(dtype::f32, {local.total_tokens("logprobs") + 1});
+    check_agreed_error(outcome_of([&] { (void)redist::gather_metadata(comm, local); }), comm.native(),
+                       n == 1
+                           ? std::vector<std::string>{"'logprobs'", "rows"}
+                           : std::vector<std::string>{"'logprobs'", "rows", "rank " + std::to_string(bad)});
+    if (n == 1) continue;
+    const batch conflicting =
+        comm.rank() == bad ? make_batch(bad, other_tokens_seqlens(1)) : make_batch(comm.rank());
+    check_agreed_error(outcome_of([&] { (void)redist::gather_metadata(comm, conflicting); }), comm.native(),
+                       {"id 1, key 'tokens'", "seqlens", "rank " + std::to_string(bad)});
+  }
+  check_gathered(comm);  // the next call works
+}
