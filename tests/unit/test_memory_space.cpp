@@ -89,26 +89,6 @@ TEST_CASE("host_space: gather and scatter are inverses over pieces of any size, 
   CHECK(redist::detail::total_bytes(std::span<const const_segment>(pieces)) == 28);
 }
 
-TEST_CASE("host_space::copy_all makes every pending copy, whatever the order they were listed in") {
-  std::vector<std::byte> src(64), dst(64, std::byte{0xee});
-  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::byte>(i);
-  // Destination ranges listed out of order, two that continue each other on both sides, one of 0 bytes, and
-  // gaps that must stay untouched.
-  std::vector<redist::pending_copy> copies{{dst.data() + 40, src.data() + 0, 8},
-                                           {dst.data() + 0, src.data() + 20, 10},
-                                           {dst.data() + 10, src.data() + 30, 5},
-                                           {dst.data() + 15, src.data() + 35, 5},
-                                           {dst.data() + 30, src.data() + 50, 0}};
-  host_space::copy_all(copies);
-  std::vector<std::byte> want(64, std::byte{0xee});
-  std::memcpy(want.data() + 40, src.data(), 8);
-  std::memcpy(want.data(), src.data() + 20, 10);
-  std::memcpy(want.data() + 10, src.data() + 30, 10);
-  CHECK(dst == want);
-  std::vector<redist::pending_copy> none;
-  host_space::copy_all(none);  // nothing to do, nothing touched
-}
-
 TEST_CASE("append_piece merges a piece that continues the last one and drops empty ones") {
   const auto src = counting(32);
   std::vector<const_segment> out;
