@@ -828,7 +828,7 @@ int main(int argc, char** argv) {
                     },
                     st);
           });
-          phase(5, [&] { sink->fill(store, comm.rank(), ctx->take_pending()); });
+          phase(5, [&] { sink->fill(store, comm.rank()); });
           std::unique_ptr<std::byte[]> send;
           phase(6, [&] { send = hand_pack(hand); });
           phase(7, [&] { hand_exchange(hand, send.get(), world); });

@@ -31,13 +31,6 @@ struct segment {
   std::size_t bytes;
 };
 
-// A copy of `bytes` bytes from `from` to `to`, made later with others (see copy_all).
-struct pending_copy {
-  std::byte* to;
-  const std::byte* from;
-  std::size_t bytes;
-};
-
 namespace detail {
 
 // Adds a piece to a list, merged into the last one when it continues it: pieces adjacent in memory then move
@@ -140,24 +133,6 @@ struct host_space {
       copy(s.data, from, s.bytes);
       from += s.bytes;
     }
-  }
-
-  // Every copy of the list, in the order of their destinations, copies that continue each other on both
-  // sides made as one: a list that fills one output from several sources writes it front to back in one
-  // pass. The destinations are disjoint.
-  static void copy_all(std::span<pending_copy> copies) noexcept {
-    std::sort(copies.begin(), copies.end(),
-              [](const pending_copy& a, const pending_copy& b) { return a.to < b.to; });
-    pending_copy run{nullptr, nullptr, 0};
-    for (const auto& c : copies) {
-      if (run.to + run.bytes == c.to && run.from + run.bytes == c.from) {
-        run.bytes += c.bytes;
-        continue;
-      }
-      copy(run.to, run.from, run.bytes);
-      run = c;
-    }
-    copy(run.to, run.from, run.bytes);
   }
 
   // The bytes of the pieces `from` into the pieces `to`, in order, however the two lists are cut; their

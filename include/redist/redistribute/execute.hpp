@@ -114,17 +114,15 @@ void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const
   std::optional<output_sink<Tensor>> sink;
   if (out) sink.emplace(*out, cat);
   step_context<Comm, Tensor, Staging> ctx(comm, store, cat, opts, sink ? &*sink : nullptr);
-  for (std::size_t n = 0; n < p.stages.size(); ++n) {
-    if (n > 0) ctx.flush();  // a stage may send what an earlier one delivered
-    for (const auto& s : p.stages[n])
+  for (const auto& stage : p.stages)
+    for (const auto& s : stage)
       std::visit(
           [&](const auto& x) {
             using policy = typename pick_policy<std::decay_t<decltype(x)>, Staging, Policies...>::type;
             policy::run(ctx, x);
           },
           s);
-  }
-  if (sink) sink->fill(store, comm.rank(), ctx.take_pending());
+  if (sink) sink->fill(store, comm.rank());
 }
 
 }  // namespace redist::detail

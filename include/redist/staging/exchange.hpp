@@ -65,20 +65,9 @@ class packed_exchange {
   std::span<const std::vector<const_segment>> send() const noexcept { return send_blocks_; }
   std::span<const std::vector<segment>> recv() const noexcept { return recv_blocks_; }
 
-  // After the transfers: the landing blocks' bytes into the receive pieces; with `later`, those copies are
-  // listed there instead, to be made once the landing blocks' owner says so.
-  void unpack(std::vector<pending_copy>* later = nullptr) const {
-    for (const auto& [block, pieces] : unpack_) {
-      if (!later) {
-        Space::scatter(block, pieces);
-        continue;
-      }
-      const std::byte* from = block;
-      for (const auto& p : pieces) {
-        if (p.bytes != 0) later->push_back({p.data, from, p.bytes});
-        from += p.bytes;
-      }
-    }
+  // After the transfers: the landing blocks' bytes into the receive pieces.
+  void unpack() const {
+    for (const auto& [block, pieces] : unpack_) Space::scatter(block, pieces);
   }
 
  private:
@@ -142,13 +131,11 @@ class segment_exchange {
 
   bool pending() const noexcept { return request_.has_value() && request_->pending(); }
 
-  // With `later`, the unpacking copies are listed there (see packed_exchange::unpack): the scratch the
-  // exchange was given must then outlive them.
-  void wait(std::vector<pending_copy>* later = nullptr) {
+  void wait() {
     if (!request_) return;
     request_->wait();
     request_.reset();
-    packed_.unpack(later);
+    packed_.unpack();
   }
 
  private:

@@ -120,19 +120,27 @@ struct all_to_all_policy {
         ctx.recv_pieces(mine.at(t.list), b, e, recv[part][static_cast<std::size_t>(t.src)], nullptr);
       }
     }
-    // The packing of every part in one block of the context's scratch; what lands there is spread out when
-    // the context says (ctx.pending()).
+    // The packing of every part in one block: the caller's kept workspace when it gave one.
     using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>>;
     using packing = detail::packed_exchange<>;
     const auto me = static_cast<std::size_t>(comm.rank());
     std::vector<std::size_t> at(parts + 1, 0);
     for (std::size_t part = 0; part < parts; ++part)
       at[part + 1] = at[part] + packing::scratch_bytes(send[part], recv[part], me);
-    std::byte* scratch = at[parts] != 0 ? ctx.scratch(at[parts]) : nullptr;
-    std::vector<std::optional<exchange>> started(parts);
+    std::unique_ptr<std::byte[]> owned;
+    std::byte* scratch = nullptr;
+    if (at[parts] != 0) {
+      if (workspace* ws = ctx.options().staging) {
+        scratch = ws->reserve(at[parts]);
+      } else {
+        owned.reset(new std::byte[at[parts]]);  // uninitialized: every byte is written before it is read
+        scratch = owned.get();
+      }
+    }
+    std::vector<std::optional<exchange>> started(parts);  // after the scratch: completed before it goes
     for (std::size_t part = 0; part < parts; ++part)
       started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part]);
-    for (auto& e : started) e->wait(ctx.pending());
+    for (auto& e : started) e->wait();
   }
 
   // Average bytes per rank and key from which a step's keys move in separate exchanges: above it, copying

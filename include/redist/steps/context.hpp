@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -20,7 +19,6 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/options.hpp"
 #include "redist/staging/windows.hpp"
-#include "redist/staging/workspace.hpp"
 #include "redist/steps/output.hpp"
 
 namespace redist {
@@ -107,29 +105,6 @@ class step_context {
     });
   }
 
-  // Staging for a step's packing and landing blocks, valid until the next call: the caller's kept workspace
-  // when it gave one, else the context's own. The copies still pending out of the last are made first.
-  std::byte* scratch(std::size_t bytes) {
-    flush();
-    if (workspace* ws = opts_.staging) return ws->reserve(bytes);
-    if (bytes > scratch_bytes_) {
-      scratch_.reset();                      // the old one goes first: the peak is the new size, not both
-      scratch_.reset(new std::byte[bytes]);  // uninitialized: every byte is written before it is read
-      scratch_bytes_ = bytes;
-    }
-    return scratch_.get();
-  }
-  // Where an exchange lists the copies that spread what landed in scratch, when the one-call form fills its
-  // result: made with the copies of this rank's own samples (see output_sink::fill), the result is written
-  // front to back in one pass. Null when they are to be made at once.
-  std::vector<pending_copy>* pending() noexcept { return out_ ? &pending_ : nullptr; }
-  // Makes the pending copies (before a stage reads what an earlier one delivered).
-  void flush() {
-    space_of<Tensor>::copy_all(pending_);
-    pending_.clear();
-  }
-  std::vector<pending_copy> take_pending() noexcept { return std::move(pending_); }
-
   // Receiving. declare() every item arriving in the step, then open_inbox() allocates one tensor per key for
   // them; recv_pieces()/unpack() put the bytes there and commit() hands the samples to the store. Items the
   // rank already holds land in a discard buffer. (redistribute() has checked that no item arrives twice.)
@@ -197,10 +172,6 @@ class step_context {
     });
   }
   void commit() {
-    // Pending copies into the discard buffer or the store are made now; those into the result may wait.
-    if (std::any_of(sinks_.begin(), sinks_.end(),
-                    [](const sink_entry& e) { return e.where != place::output; }))
-      flush();
     for (auto& c : chunks_) store_.add(std::move(c));
     chunks_.clear();
     sinks_.clear();
@@ -248,9 +219,6 @@ class step_context {
   std::vector<sink_entry> sinks_;
   std::vector<std::byte> discard_;
   detail::output_sink<Tensor>* out_;
-  std::vector<pending_copy> pending_;
-  std::unique_ptr<std::byte[]> scratch_;
-  std::size_t scratch_bytes_ = 0;
 };
 
 }  // namespace redist

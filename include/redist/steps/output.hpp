@@ -52,16 +52,18 @@ class output_sink {
     return at != npos && delivered_[at] ? bytes(it, at) : nullptr;
   }
 
-  // Copies in every pair not delivered from `store` (this rank's samples), with the copies `later` still
-  // pending, in the order of their destinations (see host_space::copy_all). Runs adjacent in both the
-  // source batch and the result are one copy; a batch's tensor is looked up once per run of samples from it.
-  void fill(const sample_store<Tensor>& store, int rank, std::vector<pending_copy> later) const {
+  // Copies in every pair not delivered from `store` (this rank's samples), runs adjacent in both the source
+  // batch and the output as one piece, looking a batch's tensor up once per run of samples from it.
+  void fill(const sample_store<Tensor>& store, int rank) const {
     const std::size_t nf = out_.fields().size();
     for (std::size_t f = 0; f < nf; ++f) {
       const auto& key = out_.fields()[f].name;
       auto* dst = static_cast<std::byte*>(tensor_traits<Tensor>::data(out_.data(key)));
       const sequence_batch<Tensor>* batch = nullptr;
       const std::byte* base = nullptr;
+      const std::byte* from = nullptr;
+      std::byte* to = nullptr;
+      std::size_t run = 0;
       for (std::size_t i = 0; i < out_.size(); ++i) {
         if (delivered_[i * nf + f]) continue;
         const auto loc = store.find(out_.ids()[i], key);
@@ -73,16 +75,17 @@ class output_sink {
         }
         const std::byte* src = base + batch->sample_bytes(key, loc->position).offset;
         const auto range = out_.sample_bytes(key, i);
-        if (range.size == 0) continue;
-        if (!later.empty() && later.back().from + later.back().bytes == src &&
-            later.back().to + later.back().bytes == dst + range.offset) {
-          later.back().bytes += range.size;
+        if (from + run == src && to + run == dst + range.offset) {
+          run += range.size;
           continue;
         }
-        later.push_back({dst + range.offset, src, range.size});
+        space_of<Tensor>::copy(to, from, run);
+        from = src;
+        to = dst + range.offset;
+        run = range.size;
       }
+      space_of<Tensor>::copy(to, from, run);
     }
-    space_of<Tensor>::copy_all(later);
   }
 
  private:
