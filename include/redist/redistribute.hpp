@@ -28,9 +28,10 @@ namespace redist {
 // else changes. Before any byte moves, every rank checks its share and the ranks agree in one allreduce,
 // which also compares a fingerprint of the plan and the staging, its budget and allow_lossy: any rank's
 // problem, or calls that differ, become the same redist::error on every rank, with every store unchanged.
-// Policies replace the default policy of their step_type. A rank that cannot allocate (std::bad_alloc) once
-// data moves, a received tensor or staging, is not recovered: its peers would wait for it, as MPI would; the
-// staging budget bounds what it allocates.
+// Per-sample metadata does not travel in this form: received samples come without it (every rank's is in
+// gather_metadata()'s batches, by id). Policies replace the default policy of their step_type. A rank that
+// cannot allocate (std::bad_alloc) once data moves, a received tensor or staging, is not recovered: its peers
+// would wait for it, as MPI would; the staging budget bounds what it allocates.
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, tensor_like Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {

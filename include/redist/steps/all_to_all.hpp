@@ -77,11 +77,15 @@ struct all_to_all_policy {
         Staging::in_place && st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes
             ? st.keys.size()
             : 1;
+    // Staging for every round of the step: the caller's kept workspace, else one of the step's own.
+    workspace own;
+    workspace& scratch = ctx.options().staging != nullptr ? *ctx.options().staging : own;
+    std::vector<std::byte> out_block, in_block;  // a converting staging's
     for (std::size_t k = 0; k < rounds; ++k) {
       if constexpr (Staging::in_place) {
-        exchange_in_place(ctx, mine, length, sends, recvs, k, rounds, parts);
+        exchange_in_place(ctx, mine, length, sends, recvs, k, rounds, parts, scratch);
       } else {
-        exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds);
+        exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds, out_block, in_block);
       }
     }
     ctx.commit();
@@ -99,7 +103,7 @@ struct all_to_all_policy {
                                 const std::vector<std::size_t>& length,
                                 const std::vector<step_transfer>& sends,
                                 const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds,
-                                std::size_t parts) {
+                                std::size_t parts, workspace& scratch_ws) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
     auto in_part = [&](const step_transfer& t, std::size_t part) {
@@ -127,17 +131,8 @@ struct all_to_all_policy {
     std::vector<std::size_t> at(parts + 1, 0);
     for (std::size_t part = 0; part < parts; ++part)
       at[part + 1] = at[part] + packing::scratch_bytes(send[part], recv[part], me);
-    std::unique_ptr<std::byte[]> owned;
-    std::byte* scratch = nullptr;
-    if (at[parts] != 0) {
-      if (workspace* ws = ctx.options().staging) {
-        scratch = ws->reserve(at[parts]);
-      } else {
-        owned.reset(new std::byte[at[parts]]);  // uninitialized: every byte is written before it is read
-        scratch = owned.get();
-      }
-    }
-    std::vector<std::optional<exchange>> started(parts);  // after the scratch: completed before it goes
+    std::byte* scratch = at[parts] != 0 ? scratch_ws.reserve(at[parts]) : nullptr;
+    std::vector<std::optional<exchange>> started(parts);
     for (std::size_t part = 0; part < parts; ++part)
       started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part]);
     for (auto& e : started) e->wait();
@@ -154,7 +149,8 @@ struct all_to_all_policy {
   static void exchange_staged(Context& ctx, const all_to_all_step& st,
                               const std::map<std::uint32_t, stream>& mine,
                               const std::vector<std::size_t>& length, const std::vector<step_transfer>& sends,
-                              const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds) {
+                              const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds,
+                              std::vector<std::byte>& out, std::vector<std::byte>& in) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
     std::vector<std::vector<const_segment>> send(n);
@@ -169,7 +165,8 @@ struct all_to_all_policy {
     std::size_t out_bytes = 0, in_bytes = 0;
     for (const auto& t : sends) out_bytes += slot(t);
     for (const auto& t : recvs) in_bytes += slot(t);
-    std::vector<std::byte> out(out_bytes), in(in_bytes);  // zeros beyond each window are the padding
+    out.assign(out_bytes, std::byte{0});  // zeros beyond each window are the padding
+    in.resize(in_bytes);
     std::size_t at = 0;
     for (const auto& t : sends) {
       const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
