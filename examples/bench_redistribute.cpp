@@ -638,7 +638,8 @@ int main(int argc, char** argv) {
         "size); algbw = size / time; busbw = algbw * (n-1)/n; wire: bytes crossing ranks, all ranks\n");
     say(me,
         "# methods: redistribute = one-call form, one-hop, byte staging, a new result each call; "
-        "redistribute_into = the same into the previous call's result, with a kept staging workspace; "
+        "redistribute_into = the same into the previous call's result, with a kept staging workspace and "
+        "plan cache; "
         "hand-unpacked = hand-written pack + one MPI_Alltoallv of the bytes that cross ranks + every wanted "
         "sample copied into per-key buffers in the consumer's order (its own from its batch), buffers kept "
         "(the baseline of redistribute_into); hand-unpacked-alloc = the same allocating its buffers per call "
@@ -672,6 +673,8 @@ int main(int argc, char** argv) {
       redist::workspace staging;
       redist::redistribute_options into_opts = one_hop;
       into_opts.staging = &staging;
+      redist::plan_cache plans;
+      into_opts.plans = &plans;
 
       // Sizes: what the ranks want in all, and what crosses ranks, by the hand-written exchange and by the
       // plan redistribute() makes (computed the way its one-call form computes it).
@@ -741,6 +744,7 @@ int main(int argc, char** argv) {
       // each kept method's run allocates them, as its first call does).
       into_out = batch{};
       staging = redist::workspace{};
+      plans.clear();
       kept = unpacked_buffers{};
       fresh = unpacked_buffers{};
       std::array<memory_row, method_count> mem;

@@ -9,6 +9,7 @@
 namespace redist {
 
 class workspace;
+class plan_cache;
 
 enum class plan_pattern { one_hop, gather_scatter, broadcast };
 
@@ -26,6 +27,10 @@ struct redistribute_options {
   // lands there instead of in memory allocated for the call. With redistribute_into and a reused output,
   // repeated calls then allocate no tensor-sized memory.
   workspace* staging = nullptr;
+  // One-call form only: the last call's plan, kept between calls (this rank's own; not compared between
+  // ranks). When every rank's request is the last call's, byte for byte, the catalog and the plan are taken
+  // from it instead of being made again.
+  plan_cache* plans = nullptr;
 };
 
 }  // namespace redist

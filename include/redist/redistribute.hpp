@@ -72,8 +72,9 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
 // the previous call left it), its tensors are filled in place and nothing tensor-sized is allocated for the
 // result; otherwise out is replaced by a newly allocated result. With opts.staging set as well, the
 // exchange's packing lands in that kept workspace, so a repeated call allocates no tensor-sized memory at
-// all. Costs and errors as redistribute(); on an error out keeps its tensors and metadata (their bytes may
-// have been written only if the error came while data moved).
+// all; with opts.plans too, a call whose every rank's request is the last call's skips decoding and planning.
+// Costs and errors as redistribute(); on an error out keeps its tensors and metadata (their bytes may have
+// been written only if the error came while data moved).
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
                        const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,

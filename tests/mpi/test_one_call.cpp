@@ -366,3 +366,31 @@ TEST_CASE(
     }
   });
 }
+
+TEST_CASE(
+    "redistribute_into with a plan cache: a repeated request reuses the plan, another is planned anew") {
+  on_world_and_backwards([&](const redist::mpi_communicator& comm) {
+    const int n = comm.size();
+    const batch local = ring_batch(comm.rank());
+    const auto wanted = ring_wanted(comm.rank(), n);
+    const std::vector<sample_id> other(wanted.rbegin(), wanted.rend());
+    redist::plan_cache plans;
+    // The cache is each rank's own: rank 0 passes none, and nothing changes for the others.
+    const redist::redistribute_options opts{.keys = {"a", "b"}, .plans = comm.rank() == 0 ? nullptr : &plans};
+    batch out;
+    std::vector<std::size_t> reuses;
+    std::string problem;
+    const outcome o = outcome_of([&] {
+      for (const auto* ids : {&wanted, &wanted, &other, &other, &wanted}) {
+        redist::redistribute_into(comm, local, *ids, out, opts);
+        if (problem.empty()) problem = ring_problem(out, *ids);
+        reuses.push_back(plans.reuses());
+      }
+    });
+    INFO(o.message << " " << problem);
+    CHECK(all_ranks(!o.redist_error && o.message == "no error" && problem.empty(), comm.native()));
+    const std::vector<std::size_t> expected =
+        comm.rank() == 0 ? std::vector<std::size_t>(5, 0) : std::vector<std::size_t>{0, 1, 1, 2, 2};
+    CHECK(reuses == expected);
+  });
+}

@@ -25,11 +25,40 @@
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 #include "redist/redistribute/execute.hpp"
+#include "redist/redistribute/plan_cache.hpp"
 #include "redist/redistribute/request_codec.hpp"
 
 namespace redist {
 
 namespace detail {
+
+// The metadata, catalog, keys and plan of every rank's request.
+inline plan_cache::derived derive(const std::vector<request>& requests, const redistribute_options& opts) {
+  plan_cache::derived d;
+  d.keys = opts.keys;
+  std::vector<id_list> wants;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    d.metas.push_back(decode_metadata(requests[r].metadata));
+    d.cat.add(d.metas.back(), static_cast<int>(r));
+    wants.push_back(wanted_ids(requests[r]));
+  }
+  if (d.keys.empty())
+    for (const auto& k : d.cat.keys()) d.keys.push_back(k.name);
+  const auto tracker = storage_tracker::from_batches(d.metas);
+  const plan_options po{.ranks_per_node = opts.ranks_per_node};
+  switch (opts.pattern) {
+    case plan_pattern::one_hop:
+      d.p = plan_all_to_all(tracker, wants, d.keys, po);
+      break;
+    case plan_pattern::gather_scatter:
+      d.p = plan_gather_scatter(tracker, wants, d.keys, po);
+      break;
+    case plan_pattern::broadcast:
+      d.p = plan_broadcast(tracker, wants, d.keys, po);
+      break;
+  }
+  return d;
+}
 
 // The one-call form, into a result that takes `reuse`'s tensors when it has the result's layout already.
 template <class Staging, class... Policies, class Comm, class Tensor>
@@ -65,34 +94,21 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
   if (!agreed) throw error(agreed_message(who, problems, calls));
 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
-  // every rank, and so is the plan.
-  catalog cat;
-  std::vector<sequence_batch<host_tensor>> metas;
-  std::vector<id_list> wants;
-  plan p;
-  std::vector<std::string> keys = opts.keys;
-  std::string problem_here = problem_of([&] {
-    for (std::size_t r = 0; r < requests.size(); ++r) {
-      metas.push_back(decode_metadata(requests[r].metadata));
-      cat.add(metas.back(), static_cast<int>(r));
-      wants.push_back(wanted_ids(requests[r]));
+  // every rank, and so is the plan. Requests that are the last call's take its plan from the cache.
+  plan_cache::derived fresh;
+  const plan_cache::derived* d = opts.plans != nullptr ? opts.plans->find(all) : nullptr;
+  std::string problem_here;
+  if (d == nullptr) {
+    problem_here = problem_of([&] { fresh = derive(requests, opts); });
+    d = &fresh;
+    if (opts.plans != nullptr && problem_here.empty()) {
+      d = &opts.plans->keep(all, std::move(fresh));
     }
-    if (keys.empty())
-      for (const auto& k : cat.keys()) keys.push_back(k.name);
-    const auto tracker = storage_tracker::from_batches(metas);
-    const plan_options po{.ranks_per_node = opts.ranks_per_node};
-    switch (opts.pattern) {
-      case plan_pattern::one_hop:
-        p = plan_all_to_all(tracker, wants, keys, po);
-        break;
-      case plan_pattern::gather_scatter:
-        p = plan_gather_scatter(tracker, wants, keys, po);
-        break;
-      case plan_pattern::broadcast:
-        p = plan_broadcast(tracker, wants, keys, po);
-        break;
-    }
-  });
+  }
+  const auto& metas = d->metas;
+  const auto& cat = d->cat;
+  const auto& keys = d->keys;
+  const auto& p = d->p;
 
   sample_store<Tensor> store;
   store.borrow(local);  // no copy of this rank's samples
