@@ -38,7 +38,8 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
   auto call = detail::describe_redistribute<Staging>(opts);
   call.add("plan", detail::str(p.step_count(), " steps of fingerprint ", detail::plan_hash(p)));
   detail::execute<Staging, Policies...>(comm, store, p, cat, opts,
-                                        static_cast<sequence_batch<Tensor>*>(nullptr), call);
+                                        static_cast<sequence_batch<Tensor>*>(nullptr), call,
+                                        detail::problem_before_transfer<Staging>(comm, store, p, cat, opts));
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of

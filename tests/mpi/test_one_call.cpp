@@ -394,3 +394,40 @@ TEST_CASE(
     CHECK(reuses == expected);
   });
 }
+
+TEST_CASE("redistribute_into with a plan cache: a repeated request is checked again where it must be") {
+  on_world_and_backwards([&](const redist::mpi_communicator& comm) {
+    const int n = comm.size();
+    if (n < 2) return;
+    const int bad = 1;
+    const auto wanted = ring_wanted(comm.rank(), n);
+    redist::plan_cache plans;
+    const redist::redistribute_options opts{.plans = &plans};
+    batch out;
+    const outcome first = outcome_of([&] {
+      redist::redistribute_into<redist::float32_staging>(comm, ring_batch(comm.rank()), wanted, out, opts);
+    });
+    CHECK(all_ranks(first.message == "no error" && ring_problem(out, wanted).empty(), comm.native()));
+
+    // The same metadata from a batch without tensors: the request is the last call's, the batch is not.
+    batch local = ring_batch(comm.rank());
+    if (comm.rank() == bad) local = metadata_only(local);
+    check_agreed_error(outcome_of([&] {
+                         redist::redistribute_into<redist::float32_staging>(comm, local, wanted, out, opts);
+                       }),
+                       comm,
+                       {"rank " + std::to_string(bad) + " must send id " + std::to_string(10 * bad + 2)});
+    CHECK(all_ranks(ring_problem(out, wanted).empty(), comm.native()));
+
+    // The same layout with a value float32 cannot carry: the values are checked on every call.
+    local = ring_batch(comm.rank());
+    if (comm.rank() == bad) local.data("a").values<std::int64_t>()[0] = (std::int64_t{1} << 24) + 1;
+    check_agreed_error(outcome_of([&] {
+                         redist::redistribute_into<redist::float32_staging>(comm, local, wanted, out, opts);
+                       }),
+                       comm,
+                       {"float32_staging would change element 0 of id " + std::to_string(10 * bad + 1)});
+    CHECK(all_ranks(ring_problem(out, wanted).empty(), comm.native()));
+    CHECK(plans.reuses() == 2);
+  });
+}

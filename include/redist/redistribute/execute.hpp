@@ -99,16 +99,19 @@ call_description describe_redistribute(const redistribute_options& opts) {
       .add("allow_lossy", opts.allow_lossy);
 }
 
-// The agreement of redistribute() (this rank's problem found before, `earlier`, else its share of the checks,
-// agreed with `call`), then the steps. With `out`, arriving pairs it wants land there.
+// This rank's share of the checks made before any byte moves, as its problem in the agreement.
+template <class Staging, class Comm, class Tensor>
+std::string problem_before_transfer(const Comm& comm, const sample_store<Tensor>& store, const plan& p,
+                                    const catalog& cat, const redistribute_options& opts) {
+  return problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+}
+
+// The agreement of redistribute() (this rank's `problem`, found by the caller, agreed with `call`), then the
+// steps. With `out`, arriving pairs it wants land there.
 template <class Staging, class... Policies, class Comm, class Tensor>
 void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
              const redistribute_options& opts, sequence_batch<Tensor>* out, const call_description& call,
-             const std::string& earlier = {}) {
-  std::string problem = earlier;
-  if (problem.empty())
-    problem =
-        problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+             const std::string& problem) {
   agree(comm, "redist::redistribute", problem, call);
 
   std::optional<output_sink<Tensor>> sink;

@@ -96,7 +96,7 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
   // every rank, and so is the plan. Requests that are the last call's take its plan from the cache.
   plan_cache::derived fresh;
-  const plan_cache::derived* d = opts.plans != nullptr ? opts.plans->find(all) : nullptr;
+  plan_cache::derived* d = opts.plans != nullptr ? opts.plans->find(all) : nullptr;
   std::string problem_here;
   if (d == nullptr) {
     problem_here = problem_of([&] { fresh = derive(requests, opts); });
@@ -112,6 +112,14 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
 
   sample_store<Tensor> store;
   store.borrow(local);  // no copy of this rank's samples
+  // The checks before any byte moves; a cached request this rank passed them with needs them again only
+  // where values matter.
+  const bool checked =
+      d->checked_rank == comm.rank() && local.has_data() && (Staging::lossless || opts.allow_lossy);
+  if (problem_here.empty() && !checked) {
+    problem_here = problem_before_transfer<Staging>(comm, store, p, cat, opts);
+    if (problem_here.empty()) d->checked_rank = comm.rank();
+  }
   // Received samples land in their final places; what this rank held is copied in once at the end. A rank
   // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
   std::optional<sequence_batch<Tensor>> out;

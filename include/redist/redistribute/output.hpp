@@ -16,54 +16,43 @@
 
 namespace redist::detail {
 
-// Whether `b` already has the one-call result's layout: `ids` in this order, `keys` in this order with their
-// dtypes and trailing shapes, every sample's seqlens as the catalog has them, and tensors of those shapes.
-template <class Tensor>
-bool has_layout(const sequence_batch<Tensor>& b, const catalog& cat, const std::vector<sample_id>& ids,
-                const std::vector<std::string>& keys) {
-  if (!b.has_data() || !std::equal(b.ids().begin(), b.ids().end(), ids.begin(), ids.end()) ||
-      b.fields().size() != keys.size())
-    return false;
-  for (std::size_t f = 0; f < keys.size(); ++f) {
-    const auto& field = b.fields()[f];
-    const std::size_t k = *cat.find_key(keys[f]);
-    const auto& schema = cat.keys()[k];
-    if (field.name != keys[f] || field.dtype != schema.dtype || field.trailing_shape != schema.trailing_shape)
-      return false;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto want = cat.seqlens(ids[i], k);
-      const auto have = field.seqlens[i];
-      if (!std::equal(have.begin(), have.end(), want.begin(), want.end())) return false;
-    }
-  }
-  return true;  // the batch is valid, so its tensors' shapes follow from the seqlens
-}
-
-// The one-call form's result: `ids` with `keys`, seqlens from the catalog, each key's tensor allocated once,
-// or taken from `reuse` (and `reused` set) when it has that layout already. Per-sample metadata: a name comes
-// along when every rank that holds samples has it (a rank holding none has no say), each value from the
-// lowest rank holding the id.
+// The one-call result: `ids` with `keys`, seqlens from the catalog, each key's tensor allocated once, or
+// taken from `reuse` (and `reused` set) when it has that layout already: these ids in this order, these keys
+// in this order with their dtypes, trailing shapes and every sample's seqlens (a valid batch's tensors then
+// have the shapes). Per-sample metadata: a name comes along when every rank that holds samples has it (a rank
+// holding none has no say), each value from the lowest rank holding the id.
 template <class Tensor>
 sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_id>& ids,
                                    const std::vector<std::string>& keys,
                                    const std::vector<sequence_batch<host_tensor>>& metas,
                                    sequence_batch<Tensor>* reuse, bool& reused) {
-  reused = reuse != nullptr && has_layout(*reuse, cat, ids, keys);
   std::vector<typename sequence_batch<Tensor>::field> fields;
+  std::vector<std::int64_t> tokens;
   for (const auto& name : keys) {
     const std::size_t k = *cat.find_key(name);
     const auto& schema = cat.keys()[k];
     seqlen_table lens;
-    std::int64_t tokens = 0;
+    std::int64_t total = 0;
     for (sample_id id : ids) {
       lens.push_back(cat.seqlens(id, k));
-      tokens += cat.tokens(id, k);
+      total += cat.tokens(id, k);
     }
-    std::vector<std::int64_t> shape{tokens};
-    shape.insert(shape.end(), schema.trailing_shape.begin(), schema.trailing_shape.end());
-    fields.push_back(
-        {name, schema.dtype, schema.trailing_shape, std::move(lens),
-         reused ? std::move(reuse->data(name)) : tensor_traits<Tensor>::allocate(schema.dtype, shape)});
+    fields.push_back({name, schema.dtype, schema.trailing_shape, std::move(lens), std::nullopt});
+    tokens.push_back(total);
+  }
+  reused = reuse != nullptr && reuse->has_data() &&
+           std::equal(reuse->ids().begin(), reuse->ids().end(), ids.begin(), ids.end()) &&
+           std::equal(reuse->fields().begin(), reuse->fields().end(), fields.begin(), fields.end(),
+                      [](const auto& have, const auto& want) {
+                        return have.name == want.name && have.dtype == want.dtype &&
+                               have.trailing_shape == want.trailing_shape && have.seqlens == want.seqlens;
+                      });
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    auto& field = fields[f];
+    std::vector<std::int64_t> shape{tokens[f]};
+    shape.insert(shape.end(), field.trailing_shape.begin(), field.trailing_shape.end());
+    field.data =
+        reused ? std::move(reuse->data(field.name)) : tensor_traits<Tensor>::allocate(field.dtype, shape);
   }
   metadata_map metadata;
   const auto holder = std::find_if(metas.begin(), metas.end(), [](const auto& m) { return m.size() != 0; });

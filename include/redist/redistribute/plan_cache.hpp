@@ -29,10 +29,14 @@ class plan_cache {
     catalog cat;
     std::vector<std::string> keys;
     plan p;
+    // The rank whose share of the pre-transfer checks passed against these requests, or -1: a call that
+    // repeats them from that rank, its batch holding data, repeats only the checks of values (a lossy
+    // staging).
+    int checked_rank = -1;
   };
 
   // What was derived from `requests` (every rank's, as the allgather returned them), or null.
-  const derived* find(std::span<const std::byte> requests) noexcept {
+  derived* find(std::span<const std::byte> requests) noexcept {
     if (!kept_ || !std::equal(requests.begin(), requests.end(), requests_.begin(), requests_.end()))
       return nullptr;
     ++reuses_;
@@ -40,7 +44,7 @@ class plan_cache {
   }
   // How many calls took their plan from here.
   std::size_t reuses() const noexcept { return reuses_; }
-  const derived& keep(std::span<const std::byte> requests, derived d) {
+  derived& keep(std::span<const std::byte> requests, derived d) {
     kept_.reset();
     requests_.assign(requests.begin(), requests.end());
     return kept_.emplace(std::move(d));
