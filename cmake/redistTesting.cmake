@@ -6,6 +6,7 @@
 #   redist_add_mpi_run(<test> <target> <np> [EXPECT_FAILURE <regex>] [args...])
 #                                                      one extra mpirun registration of an existing target
 #   redist_add_example(<name> [MPI] [NP n...])         examples/<name>.cpp -> example_<name>[.np<n>]
+#   redist_add_cuda_example(<name>)                    examples/<name>.cu with nvcc -> example_<name> (label gpu)
 #   redist_add_compile_fail_test(<source>)             compile_fail_<name>: compiling must fail, matching the
 #                                                      regex on the file's first line "// expect: <regex>"
 #   redist_add_header_check()                          redist_header_check: one TU per public header
@@ -31,7 +32,9 @@ set(CMAKE_CXX_EXTENSIONS OFF)
 # Warnings are ours, never the user's: PRIVATE to our tests and examples through this (unexported) target.
 add_library(redist_warnings INTERFACE)
 target_compile_options(redist_warnings INTERFACE
-  "$<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang,AppleClang>:-Wall;-Wextra;-Wpedantic;-Wconversion;-Wshadow;-Werror>")
+  "$<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang,AppleClang>:-Wall;-Wextra;-Wpedantic;-Wconversion;-Wshadow;-Werror>"
+  # nvcc: its own warnings and the host compiler's, as errors.
+  "$<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings;-Xcompiler=-Wall,-Wextra,-Wshadow,-Werror>")
 
 set(REDIST_MPI_TEST_NPROCS 1 2 3 4 8 CACHE STRING "Rank counts at which every MPI test and example is run")
 set(REDIST_TEST_TIMEOUT 120 CACHE STRING "CTest TIMEOUT (s) of one-process tests")
@@ -135,6 +138,19 @@ function(redist_add_example name)
   endif()
 endfunction()
 
+# A CUDA program examples/<name>.cu (REDIST_ENABLE_CUDA), one process, test example_<name> labelled gpu: it
+# exits 77 without a GPU, which CTest reports as skipped.
+function(redist_add_cuda_example name)
+  if(NOT REDIST_ENABLE_CUDA)
+    return()
+  endif()
+  add_executable(example_${name} "${PROJECT_SOURCE_DIR}/examples/${name}.cu")
+  target_link_libraries(example_${name} PRIVATE redist::nccl redist_warnings)
+  add_test(NAME example_${name} COMMAND example_${name})
+  set_tests_properties(example_${name} PROPERTIES TIMEOUT ${REDIST_TEST_TIMEOUT} LABELS "example;gpu"
+                       SKIP_RETURN_CODE 77)
+endfunction()
+
 # ---- compile-failure tests ----------------------------------------------------------------------------------------
 # The file's first line is "// expect: <regex>". Its object library is EXCLUDE_FROM_ALL; the test builds it
 # with `cmake --build` and passes only if the build fails and the compiler's output matches the regex (read at
@@ -225,7 +241,9 @@ function(redist_add_header_check)
     string(MAKE_C_IDENTIFIER "${header}" id)
     # The data model, the planner and the umbrella never need a backend (DESIGN.md): compile them without
     # one, so an <mpi.h> or CUDA include that creeps in, even through another header, breaks the build.
-    if(header MATCHES "^redist/(core|plan)/" OR header STREQUAL "redist/redist.hpp")
+    # core/cuda/ is the CUDA half of the memory spaces, which needs the CUDA runtime.
+    if((header MATCHES "^redist/(core|plan)/" AND NOT header MATCHES "^redist/core/cuda/")
+       OR header STREQUAL "redist/redist.hpp")
       set(mpi_${id} FALSE)
       set(cuda_${id} FALSE)
     endif()
@@ -273,12 +291,7 @@ function(redist_add_header_check)
     if(group MATCHES "_nccl")
       target_link_libraries(${target} PRIVATE redist::nccl)
     endif()
-    if(group MATCHES "_cuda")
-      # CMake 3.25 knows no CUDA 13 language levels (cuda_std_20 fails), so ask nvcc directly.
-      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>)
-    else()
-      target_link_libraries(${target} PRIVATE redist_warnings)
-    endif()
+    target_link_libraries(${target} PRIVATE redist_warnings)
     add_dependencies(redist_header_check ${target})
   endforeach()
 endfunction()

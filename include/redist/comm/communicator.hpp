@@ -84,6 +84,14 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
 
 namespace detail {
 
+// Orders rank tuples so that the group cache can be searched with a span, without building a vector.
+struct rank_tuple_less {
+  using is_transparent = void;
+  bool operator()(std::span<const int> a, std::span<const int> b) const noexcept {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+  }
+};
+
 // Throws unless ranks are distinct ranks of a communicator of `size` ranks. Needs no communication, so every
 // rank that calls group() with the same bad set throws the same error.
 inline void check_group_ranks(const char* who, std::span<const int> ranks, int size) {

@@ -16,15 +16,16 @@ namespace redist::grouped {
 // send[send_displs[p], +send_counts[p]) goes to rank p; what rank p sends lands at recv[recv_displs[p], ...).
 // Every rank posts its transfers to the others in one group, peers in rotated order (rank r + k sends to,
 // rank r - k receives from, for k = 1 .. size - 1) so that the ranks do not all start with the same peer; its
-// own block is copied by Space. Zero-byte blocks are not sent. Returns the request that completes the
-// exchange.
-template <class Space = host_space, class Comm>
+// own block is copied by `space` (space.copy(to, from, bytes): host_space, or a device backend's copy on its
+// stream). Zero-byte blocks are not sent. Returns the request that completes the exchange.
+template <class Comm, class Space = host_space>
 [[nodiscard]] typename Comm::request ialltoallv(const Comm& c, std::span<const std::byte> send,
                                                 std::span<const std::size_t> send_counts,
                                                 std::span<const std::size_t> send_displs,
                                                 std::span<std::byte> recv,
                                                 std::span<const std::size_t> recv_counts,
-                                                std::span<const std::size_t> recv_displs) {
+                                                std::span<const std::size_t> recv_displs,
+                                                const Space& space = {}) {
   constexpr const char* who = "redist::grouped::alltoallv";
   const int n = c.size();
   const int me = c.rank();
@@ -42,23 +43,26 @@ template <class Space = host_space, class Comm>
     g.send(send.subspan(send_displs[to], send_counts[to]), static_cast<int>(to));
     g.recv(recv.subspan(recv_displs[from], recv_counts[from]), static_cast<int>(from));
   }
-  Space::copy(recv.data() + recv_displs[own], send.data() + send_displs[own], send_counts[own]);
+  space.copy(recv.data() + recv_displs[own], send.data() + send_displs[own], send_counts[own]);
   return std::move(g).finish();
 }
 
-template <class Space = host_space, class Comm>
+template <class Comm, class Space = host_space>
 void alltoallv(const Comm& c, std::span<const std::byte> send, std::span<const std::size_t> send_counts,
                std::span<const std::size_t> send_displs, std::span<std::byte> recv,
-               std::span<const std::size_t> recv_counts, std::span<const std::size_t> recv_displs) {
-  ialltoallv<Space>(c, send, send_counts, send_displs, recv, recv_counts, recv_displs).wait();
+               std::span<const std::size_t> recv_counts, std::span<const std::size_t> recv_displs,
+               const Space& space = {}) {
+  ialltoallv(c, send, send_counts, send_displs, recv, recv_counts, recv_displs, space).wait();
 }
 
 // Rank p's send lands at recv[displs[p], +counts[p]) on root, which receives from every other rank with bytes
 // in one group; recv, counts and displs matter on root only, where counts[p] must be what rank p sends.
-template <class Space = host_space, class Comm>
+// Root's own block is copied by `space`.
+template <class Comm, class Space = host_space>
 [[nodiscard]] typename Comm::request igatherv(const Comm& c, std::span<const std::byte> send,
                                               std::span<std::byte> recv, std::span<const std::size_t> counts,
-                                              std::span<const std::size_t> displs, int root) {
+                                              std::span<const std::size_t> displs, int root,
+                                              const Space& space = {}) {
   constexpr const char* who = "redist::grouped::gatherv";
   const int n = c.size();
   if (root < 0 || root >= n)
@@ -76,17 +80,17 @@ template <class Space = host_space, class Comm>
     const auto q = static_cast<std::size_t>(p);
     if (p != root) g.recv(recv.subspan(displs[q], counts[q]), p);
   }
-  Space::copy(recv.data() + displs[r], send.data(), send.size());
+  space.copy(recv.data() + displs[r], send.data(), send.size());
   return std::move(g).finish();
 }
 
 // Root's send[displs[p], +counts[p]) lands in rank p's recv, which must be exactly that size; send, counts
-// and displs matter on root only.
-template <class Space = host_space, class Comm>
+// and displs matter on root only. Root's own block is copied by `space`.
+template <class Comm, class Space = host_space>
 [[nodiscard]] typename Comm::request iscatterv(const Comm& c, std::span<const std::byte> send,
                                                std::span<const std::size_t> counts,
                                                std::span<const std::size_t> displs, std::span<std::byte> recv,
-                                               int root) {
+                                               int root, const Space& space = {}) {
   constexpr const char* who = "redist::grouped::scatterv";
   const int n = c.size();
   if (root < 0 || root >= n)
@@ -104,7 +108,7 @@ template <class Space = host_space, class Comm>
     const auto q = static_cast<std::size_t>(p);
     if (p != root) g.send(send.subspan(displs[q], counts[q]), p);
   }
-  Space::copy(recv.data(), send.data() + displs[r], recv.size());
+  space.copy(recv.data(), send.data() + displs[r], recv.size());
   return std::move(g).finish();
 }
 

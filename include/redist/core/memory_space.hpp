@@ -6,12 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <span>
-#include <type_traits>
 #include <vector>
 
 #include "redist/core/dtype.hpp"
+#include "redist/core/element_cast.hpp"
 
 namespace redist {
 
@@ -42,6 +41,25 @@ void append_piece(std::vector<Segment>& out, Segment s) {
     out.back().bytes += s.bytes;
   } else {
     out.push_back(s);
+  }
+}
+
+// Calls f(to, from, n) for every overlap of a source piece with a destination piece, in order: the bytes of
+// the pieces `from` into the pieces `to`, however the two lists are cut (their totals are equal).
+template <class F>
+void for_each_overlap(std::span<const const_segment> from, std::span<const segment> to, F f) {
+  std::size_t piece = 0, offset = 0;  // within from[piece]
+  for (const segment& r : to) {
+    for (std::size_t done = 0; done < r.bytes;) {
+      while (from[piece].bytes == offset) {
+        ++piece;
+        offset = 0;
+      }
+      const std::size_t n = std::min(from[piece].bytes - offset, r.bytes - done);
+      f(r.data + done, from[piece].data + offset, n);
+      done += n;
+      offset += n;
+    }
   }
 }
 
@@ -138,29 +156,17 @@ struct host_space {
   // The bytes of the pieces `from` into the pieces `to`, in order, however the two lists are cut; their
   // totals are equal.
   static void copy_pieces(std::span<const const_segment> from, std::span<const segment> to) noexcept {
-    std::size_t piece = 0, offset = 0;  // within from[piece]
-    for (const segment& r : to) {
-      for (std::size_t done = 0; done < r.bytes;) {
-        while (from[piece].bytes == offset) {
-          ++piece;
-          offset = 0;
-        }
-        const std::size_t n = std::min(from[piece].bytes - offset, r.bytes - done);
-        copy(r.data + done, from[piece].data + offset, n);
-        done += n;
-        offset += n;
-      }
-    }
+    detail::for_each_overlap(from, to, copy);
   }
 
   // Elements [first, first + n) of an array of dtype t at `src`, cast to n float32 values at `dst`.
   static void to_f32(dtype t, const std::byte* src, std::size_t first, std::size_t n,
                      std::byte* dst) noexcept {
-    visit(t, [&]<class T>(T) {
+    detail::visit_dtype(t, [&]<class T>(T) {
       for (std::size_t i = 0; i < n; ++i) {
         T v;
         std::memcpy(&v, src + (first + i) * sizeof(T), sizeof(T));
-        const float f = cast_to_f32(v);
+        const float f = detail::cast_to_f32(v);
         std::memcpy(dst + i * sizeof(float), &f, sizeof(float));
       }
     });
@@ -168,71 +174,14 @@ struct host_space {
   // n float32 values at `src` cast back to dtype t, into elements [first, first + n) of the array at `dst`.
   static void from_f32(dtype t, const std::byte* src, std::size_t first, std::size_t n,
                        std::byte* dst) noexcept {
-    visit(t, [&]<class T>(T) {
+    detail::visit_dtype(t, [&]<class T>(T) {
       for (std::size_t i = 0; i < n; ++i) {
         float f;
         std::memcpy(&f, src + i * sizeof(float), sizeof(float));
-        const T v = cast_from_f32<T>(f);
+        const T v = detail::cast_from_f32<T>(f);
         std::memcpy(dst + (first + i) * sizeof(T), &v, sizeof(T));
       }
     });
-  }
-
- private:
-  template <class F>
-  static void visit(dtype t, F f) noexcept {
-    switch (t) {
-      case dtype::f32:
-        return f(float{});
-      case dtype::f64:
-        return f(double{});
-      case dtype::f16:
-        return f(f16{});
-      case dtype::bf16:
-        return f(bf16{});
-      case dtype::i8:
-        return f(std::int8_t{});
-      case dtype::i16:
-        return f(std::int16_t{});
-      case dtype::i32:
-        return f(std::int32_t{});
-      case dtype::i64:
-        return f(std::int64_t{});
-      case dtype::u8:
-        return f(std::uint8_t{});
-      case dtype::boolean:
-        return f(bool{});
-    }
-  }
-
-  template <class T>
-  static float cast_to_f32(T v) noexcept {
-    if constexpr (std::is_same_v<T, f16>)
-      return f16_to_f32(v);
-    else if constexpr (std::is_same_v<T, bf16>)
-      return bf16_to_f32(v);
-    else
-      return static_cast<float>(v);
-  }
-
-  // Integers saturate: with allow_lossy a float may lie outside the type's range, or be NaN, where a plain
-  // cast would be undefined.
-  template <class T>
-  static T cast_from_f32(float v) noexcept {
-    if constexpr (std::is_same_v<T, f16>)
-      return f32_to_f16(v);
-    else if constexpr (std::is_same_v<T, bf16>)
-      return f32_to_bf16(v);
-    else if constexpr (std::is_same_v<T, bool>)
-      return v != 0.0f;
-    else if constexpr (std::is_floating_point_v<T>)
-      return static_cast<T>(v);
-    else {
-      if (v != v) return T{0};
-      if (v <= static_cast<float>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
-      if (v >= static_cast<float>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-      return static_cast<T>(v);
-    }
   }
 };
 

@@ -24,8 +24,9 @@ namespace redist {
 //     static my_tensor allocate(redist::dtype t, std::span<const std::int64_t> shape);
 //     // Optional: checked by validation when present.
 //     static bool is_contiguous(const my_tensor& t);
-//     // Optional: where the bytes live (host when absent).
+//     // Optional: where the bytes live (host when absent); device tensors also say which device.
 //     static constexpr redist::memory_space space = redist::memory_space::host;
+//     static int device(const my_tensor& t);                 // with space = device: the CUDA device id
 //   };
 template <class T>
 struct tensor_traits {
@@ -43,6 +44,11 @@ concept traits_specialized = !requires {
 template <class T>
 concept traits_have_space = requires {
   { tensor_traits<T>::space } -> std::convertible_to<memory_space>;
+};
+
+template <class T>
+concept traits_have_device = requires(const T& t) {
+  { tensor_traits<T>::device(t) } -> std::convertible_to<int>;
 };
 
 template <class T>
@@ -67,6 +73,14 @@ concept traits_have_contiguity = requires(const T& t) {
   { tensor_traits<T>::is_contiguous(t) } -> std::convertible_to<bool>;
 };
 
+template <class T>
+constexpr memory_space space_in_traits() noexcept {
+  if constexpr (traits_have_space<T>)
+    return tensor_traits<T>::space;
+  else
+    return memory_space::host;
+}
+
 // Evaluated inside a static_assert by the library's class templates: each failing requirement gets a
 // sentence of its own, and only the root cause fires when the traits are not specialized at all.
 template <class T>
@@ -83,6 +97,9 @@ constexpr bool diagnose_tensor_like() {
   static_assert(!s || traits_have_shape<T>,
                 "redist::tensor_like<T>: tensor_traits<T> lacks `static std::size_t rank(const T&)` and "
                 "`static std::int64_t extent(const T&, std::size_t dim)`");
+  static_assert(!s || space_in_traits<T>() == memory_space::host || traits_have_device<T>,
+                "redist::tensor_like<T>: tensor_traits<T> says space = device but lacks "
+                "`static int device(const T&)`, the CUDA device the bytes live on");
   return true;
 }
 
@@ -90,25 +107,23 @@ constexpr bool diagnose_tensor_like() {
 
 template <class T>
 concept tensor_like = detail::traits_specialized<T> && detail::traits_have_data<T> &&
-    detail::traits_have_dtype<T> && detail::traits_have_shape<T>;
-
-namespace detail {
-
-template <class T>
-constexpr memory_space space_in_traits() noexcept {
-  if constexpr (traits_have_space<T>)
-    return tensor_traits<T>::space;
-  else
-    return memory_space::host;
-}
-
-}  // namespace detail
+    detail::traits_have_dtype<T> && detail::traits_have_shape<T> &&
+    (detail::space_in_traits<T>() == memory_space::host || detail::traits_have_device<T>);
 
 // Where a tensor type's bytes live, and the memory space policy that copies them.
 template <class T>
 inline constexpr memory_space tensor_space = detail::space_in_traits<T>();
 template <class T>
 using space_of = typename space_policy<tensor_space<T>>::type;
+
+// The CUDA device a tensor's bytes live on (its traits' device(t)), or -1 for a host tensor.
+template <tensor_like T>
+int device_of(const T& t) {
+  if constexpr (tensor_space<T> == memory_space::host)
+    return -1;
+  else
+    return static_cast<int>(tensor_traits<T>::device(t));
+}
 
 // A tensor_like type whose traits can also create tensors.
 template <class T>

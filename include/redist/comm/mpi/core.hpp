@@ -134,14 +134,6 @@ class mpi_comm_owner {
 template <class Byte>
 using segment_for = std::conditional_t<std::is_const_v<Byte>, const_segment, segment>;
 
-// Orders rank tuples so that the group cache can be searched with a span, without building a vector.
-struct rank_tuple_less {
-  using is_transparent = void;
-  bool operator()(std::span<const int> a, std::span<const int> b) const noexcept {
-    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
-  }
-};
-
 inline void check_received(const MPI_Status& status, int expected, const char* op) {
   int got = 0;
   mpi_check(MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");

@@ -1,0 +1,185 @@
+// Unit tests of the piece tables (core/piece_table.hpp) that the CUDA kernels run: tile prefixes and the
+// tile-to-piece search against a brute-force count, the split of a range into bytes and 16-byte vectors,
+// and whole tables run lane by lane on the host, compared byte for byte with the host memory space's
+// gathers, scatters, cross copies and float32 casts, at every alignment and for every dtype.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
+#include "redist/core/piece_table.hpp"
+#include "splitmix.hpp"
+
+namespace {
+
+using redist::const_segment;
+using redist::dtype;
+using redist::host_space;
+using redist::segment;
+namespace d = redist::detail;
+
+std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
+  std::vector<std::byte> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>(redist::test::draw(seed, i) & 0xff);
+  return v;
+}
+
+// Piece sizes from 0 to a few tiles, small ones most often, as a step's samples come.
+std::size_t piece_size(std::uint64_t seed, std::size_t i) {
+  const std::uint64_t r = redist::test::draw(seed, i, 1);
+  switch (r % 5) {
+    case 0:
+      return 0;
+    case 1:
+      return r % 17;
+    case 2:
+      return 256;
+    case 3:
+      return r % 3000;
+    default:
+      return r % (3 * d::copy_tile_bytes + 100);
+  }
+}
+
+void run_copies(std::span<const d::copy_piece> table) {
+  d::run_table_on_host(
+      table, [](const d::copy_piece& p, std::size_t index, unsigned lane) { d::copy_tile(p, index, lane); });
+}
+
+}  // namespace
+
+TEST_CASE("piece tables: every tile is found in its piece, pieces without tiles skipped") {
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    std::vector<d::copy_piece> pieces;
+    for (std::size_t i = 0; i < 1 + seed * 7; ++i) pieces.push_back({nullptr, nullptr, piece_size(seed, i)});
+    std::vector<std::size_t> prefix;
+    const std::size_t tiles = d::tile_prefix(std::span<const d::copy_piece>(pieces), prefix);
+    std::size_t t = 0;
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      const std::size_t mine = (pieces[i].bytes + d::copy_tile_bytes - 1) / d::copy_tile_bytes;
+      for (std::size_t k = 0; k < mine; ++k, ++t) {
+        const d::tile_place at = d::locate(prefix.data(), pieces.size(), t);
+        REQUIRE(at.piece == i);
+        REQUIRE(at.index == k);
+      }
+    }
+    CHECK(t == tiles);
+  }
+}
+
+TEST_CASE("piece tables: a range splits into a head, aligned vectors and a tail") {
+  for (std::uintptr_t src = 0; src < 32; ++src) {
+    for (std::uintptr_t dst = 0; dst < 32; ++dst) {
+      for (std::size_t bytes : {0u, 1u, 15u, 16u, 17u, 40u, 100u}) {
+        const d::byte_split s = d::split_for_vectors(src, dst, bytes);
+        REQUIRE(s.head + 16 * s.vectors <= bytes);
+        if (s.vectors != 0) {
+          REQUIRE((src + s.head) % 16 == 0);
+          REQUIRE((dst + s.head) % 16 == 0);
+          REQUIRE(bytes - s.head - 16 * s.vectors < 16);
+        }
+        // Equal alignments with room for a vector after the head always get vectors.
+        if ((src - dst) % 16 == 0 && bytes >= 16 + (16 - dst % 16) % 16) REQUIRE(s.vectors != 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("piece tables: gather, scatter and cross tables match the host space at every alignment") {
+  for (std::uint64_t seed = 0; seed < 12; ++seed) {
+    const std::size_t n = 3 + seed * 11;
+    std::vector<std::size_t> sizes(n);
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += sizes[i] = piece_size(seed + 100, i);
+    const std::size_t slack = 64;
+    const auto src = random_bytes(total + n * slack, seed);
+    // Pieces at shifting offsets so that source and block alignments differ and agree in turn.
+    std::vector<const_segment> from;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      at += redist::test::draw(seed, i, 2) % slack;
+      from.push_back({src.data() + at, sizes[i]});
+      at += sizes[i];
+    }
+    const std::size_t shift = seed % 16;
+    std::vector<std::byte> want(total + 16, std::byte{0}), got(total + 16, std::byte{0});
+    host_space::gather(from, want.data() + shift);
+    std::vector<d::copy_piece> table;
+    d::gather_table(from, got.data() + shift, table);
+    run_copies(table);
+    REQUIRE(got == want);  // both zero outside the block
+
+    // Scatter the block back into pieces of a second buffer.
+    std::vector<std::byte> back_want(src.size(), std::byte{0x5a}), back_got(src.size(), std::byte{0x5a});
+    std::vector<segment> to_want, to_got;
+    for (const auto& s : from) {
+      const auto off = static_cast<std::size_t>(s.data - src.data());
+      to_want.push_back({back_want.data() + off, s.bytes});
+      to_got.push_back({back_got.data() + off, s.bytes});
+    }
+    host_space::scatter(want.data() + shift, to_want);
+    table.clear();
+    d::scatter_table(got.data() + shift, to_got, table);
+    run_copies(table);
+    REQUIRE(back_got == back_want);
+
+    // Cross copy: the same bytes into destination pieces cut elsewhere.
+    std::vector<segment> cut_want, cut_got;
+    std::vector<std::byte> dst_want(total + 2 * n, std::byte{1}), dst_got(total + 2 * n, std::byte{1});
+    std::size_t left = total, pos = 0;
+    for (std::size_t i = 0; left != 0; ++i) {
+      const std::size_t len = std::min(left, piece_size(seed + 200, i));
+      cut_want.push_back({dst_want.data() + pos, len});
+      cut_got.push_back({dst_got.data() + pos, len});
+      pos += len + 1;
+      left -= len;
+    }
+    host_space::copy_pieces(from, cut_want);
+    table.clear();
+    d::cross_table(from, cut_got, table);
+    run_copies(table);
+    REQUIRE(dst_got == dst_want);
+  }
+}
+
+TEST_CASE("piece tables: float32 casts and their padding match the host space for every dtype") {
+  for (std::size_t k = 0; k < redist::dtype_count; ++k) {
+    const auto t = static_cast<dtype>(k);
+    CAPTURE(redist::name(t));
+    const std::size_t es = redist::size_of(t);
+    for (std::uint64_t seed = 0; seed < 6; ++seed) {
+      // Random bits, made valid where a dtype has invalid patterns (bool).
+      auto array = random_bytes(5000 * es + 8, seed * 31 + k);
+      if (t == dtype::boolean)
+        for (auto& b : array) b = b & std::byte{1};
+      const std::size_t first = redist::test::draw(seed, 3) % 700;
+      const std::size_t count = redist::test::draw(seed, 4) % 3000;
+      const std::size_t pad = seed % 2 == 0 ? 0 : redist::test::draw(seed, 5) % 2000;
+      const std::size_t odd = seed % 3;  // the array starts off its type's alignment
+      const std::byte* src = array.data() + odd;
+
+      std::vector<std::byte> want((count + pad) * 4 + 4, std::byte{0x77}), got(want.size(), std::byte{0x77});
+      host_space::to_f32(t, src, first, count, want.data() + odd);
+      host_space::fill(want.data() + odd + count * 4, pad * 4);
+      const d::cast_piece to{src, got.data() + odd, first, count, pad, t};
+      d::run_table_on_host(std::span(&to, 1), [](const d::cast_piece& p, std::size_t index, unsigned lane) {
+        d::cast_tile<d::cast_direction::to_f32>(p, index, lane);
+      });
+      REQUIRE(got == want);
+
+      std::vector<std::byte> back_want(array.size(), std::byte{0x33}),
+          back_got(array.size(), std::byte{0x33});
+      host_space::from_f32(t, want.data() + odd, first, count, back_want.data() + odd);
+      const d::cast_piece from{got.data() + odd, back_got.data() + odd, first, count, pad, t};
+      d::run_table_on_host(std::span(&from, 1), [](const d::cast_piece& p, std::size_t index, unsigned lane) {
+        d::cast_tile<d::cast_direction::from_f32>(p, index, lane);
+      });
+      REQUIRE(back_got == back_want);
+    }
+  }
+}
