@@ -832,7 +832,7 @@ int main(int argc, char** argv) {
                     },
                     st);
           });
-          phase(5, [&] { sink->fill(store, comm.rank()); });
+          phase(5, [&] { sink->fill(store, comm.rank(), redist::host_space{}); });
           std::unique_ptr<std::byte[]> send;
           phase(6, [&] { send = hand_pack(hand); });
           phase(7, [&] { hand_exchange(hand, send.get(), world); });

@@ -34,12 +34,13 @@ namespace redist {
 // would wait for it, as MPI would; the staging budget bounds what it allocates.
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, tensor_like Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
-                  const redistribute_options& opts = {}) {
+                  const redistribute_options& opts, const space_of<Tensor>& space) {
   auto call = detail::describe_redistribute<Staging>(opts);
   call.add("plan", detail::str(p.step_count(), " steps of fingerprint ", detail::plan_hash(p)));
-  detail::execute<Staging, Policies...>(comm, store, p, cat, opts,
-                                        static_cast<sequence_batch<Tensor>*>(nullptr), call,
-                                        detail::problem_before_transfer<Staging>(comm, store, p, cat, opts));
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
+  detail::execute<Staging, Policies...>(
+      comm, store, p, cat, opts, static_cast<sequence_batch<Tensor>*>(nullptr), call,
+      detail::problem_before_transfer<Staging>(comm, store, p, cat, opts), space);
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of
@@ -55,17 +56,19 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
 // every rank, naming what differs or the rank at fault, before any sample moves.
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
-                                    const std::vector<sample_id>& wanted,
-                                    const redistribute_options& opts = {}) {
+                                    const std::vector<sample_id>& wanted, const redistribute_options& opts,
+                                    const space_of<Tensor>& space) {
   static_assert(
       allocatable_tensor<Tensor>,
       "redist::redistribute: the one-call form creates the result's tensors; tensor_traits<T> lacks "
       "`static T allocate(redist::dtype, std::span<const std::int64_t> shape)`");
-  if constexpr (allocatable_tensor<Tensor>)  // else only the assertion speaks
+  if constexpr (allocatable_tensor<Tensor>) {  // else only the assertion speaks
+    [[maybe_unused]] const auto scope = detail::allocation_scope(space);
     return detail::one_call<Staging, Policies...>(comm, local, wanted, opts,
-                                                  static_cast<sequence_batch<Tensor>*>(nullptr));
-  else
+                                                  static_cast<sequence_batch<Tensor>*>(nullptr), space);
+  } else {
     return {};
+  }
 }
 
 // The one-call form into `out`, for loops that repeat a redistribution: when out already has the result's
@@ -79,12 +82,43 @@ sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tenso
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
                        const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,
-                       const redistribute_options& opts = {}) {
+                       const redistribute_options& opts, const space_of<Tensor>& space) {
   static_assert(allocatable_tensor<Tensor>,
                 "redist::redistribute_into: the one-call form creates the result's tensors; tensor_traits<T> "
                 "lacks `static T allocate(redist::dtype, std::span<const std::int64_t> shape)`");
-  if constexpr (allocatable_tensor<Tensor>)
-    out = detail::one_call<Staging, Policies...>(comm, local, wanted, opts, &out);
+  if constexpr (allocatable_tensor<Tensor>) {
+    [[maybe_unused]] const auto scope = detail::allocation_scope(space);
+    out = detail::one_call<Staging, Policies...>(comm, local, wanted, opts, &out, space);
+  }
+}
+
+// The forms above for host tensors, whose memory space needs no stream. Device tensors name theirs: a
+// redist::cuda_space on the stream every copy, cast, allocation and transfer of the call is ordered on (the
+// communicator's stream, for one that has one), e.g. redistribute(comm, batch, ids, {}, cuda_space(stream)).
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, tensor_like Tensor>
+void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
+                  const redistribute_options& opts = {}) {
+  detail::require_host_space<Tensor>();
+  if constexpr (tensor_space<Tensor> == memory_space::host)
+    redistribute<Staging, Policies...>(comm, store, p, cat, opts, space_of<Tensor>{});
+}
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
+sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
+                                    const std::vector<sample_id>& wanted,
+                                    const redistribute_options& opts = {}) {
+  detail::require_host_space<Tensor>();
+  if constexpr (tensor_space<Tensor> == memory_space::host)
+    return redistribute<Staging, Policies...>(comm, local, wanted, opts, space_of<Tensor>{});
+  else
+    return {};
+}
+template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
+void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
+                       const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,
+                       const redistribute_options& opts = {}) {
+  detail::require_host_space<Tensor>();
+  if constexpr (tensor_space<Tensor> == memory_space::host)
+    redistribute_into<Staging, Policies...>(comm, local, wanted, out, opts, space_of<Tensor>{});
 }
 
 }  // namespace redist

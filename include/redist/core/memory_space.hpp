@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <span>
 #include <vector>
 
@@ -31,6 +32,26 @@ struct segment {
 };
 
 namespace detail {
+
+// One copy of a table: bytes bytes from src to dst (see host_space::run).
+struct copy_piece {
+  const std::byte* src;
+  std::byte* dst;
+  std::size_t bytes;
+};
+
+// One float32 cast of a table. to_f32: elements [first, first + count) of a dtype `type` array at src cast
+// to count floats at dst, followed by pad zero floats. from_f32: count floats at src cast back into elements
+// [first, first + count) of the array at dst (pad is ignored).
+enum class cast_direction : std::uint8_t { to_f32, from_f32 };
+struct cast_piece {
+  const std::byte* src;
+  std::byte* dst;
+  std::size_t first;
+  std::size_t count;
+  std::size_t pad;
+  dtype type;
+};
 
 // Adds a piece to a list, merged into the last one when it continues it: pieces adjacent in memory then move
 // as one block. Empty pieces are dropped.
@@ -157,6 +178,29 @@ struct host_space {
   // totals are equal.
   static void copy_pieces(std::span<const const_segment> from, std::span<const segment> to) noexcept {
     detail::for_each_overlap(from, to, copy);
+  }
+
+  // A whole table of copies, or of casts one way (a device space runs each in one kernel launch).
+  static void run(std::span<const detail::copy_piece> table) noexcept {
+    for (const auto& p : table) copy(p.dst, p.src, p.bytes);
+  }
+  static void run(std::span<const detail::cast_piece> table, detail::cast_direction d) noexcept {
+    for (const auto& p : table) {
+      if (d == detail::cast_direction::from_f32) {
+        from_f32(p.type, p.src, p.first, p.count, p.dst);
+        continue;
+      }
+      to_f32(p.type, p.src, p.first, p.count, p.dst);
+      fill(p.dst + p.count * sizeof(float), p.pad * sizeof(float));
+    }
+  }
+
+  // Staging memory of this space: uninitialized, aligned for any element type.
+  static std::byte* allocate(std::size_t n) {
+    return n == 0 ? nullptr : static_cast<std::byte*>(::operator new[](n, std::align_val_t{64}));
+  }
+  static void deallocate(std::byte* p, std::size_t) noexcept {
+    if (p != nullptr) ::operator delete[](p, std::align_val_t{64});
   }
 
   // Elements [first, first + n) of an array of dtype t at `src`, cast to n float32 values at `dst`.

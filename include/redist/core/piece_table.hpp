@@ -17,26 +17,6 @@
 
 namespace redist::detail {
 
-// bytes bytes from src to dst.
-struct copy_piece {
-  const std::byte* src;
-  std::byte* dst;
-  std::size_t bytes;
-};
-
-// to_f32: elements [first, first + count) of a dtype `type` array at src cast to count floats at dst,
-// followed by pad zero floats. from_f32: count floats at src cast back into elements [first, first + count)
-// of the array at dst (pad is ignored).
-enum class cast_direction : std::uint8_t { to_f32, from_f32 };
-struct cast_piece {
-  const std::byte* src;
-  std::byte* dst;
-  std::size_t first;
-  std::size_t count;
-  std::size_t pad;
-  dtype type;
-};
-
 inline constexpr unsigned tile_lanes = 32;            // a warp
 inline constexpr std::size_t copy_tile_bytes = 4096;  // 8 vectors of 16 bytes per lane
 inline constexpr std::size_t cast_tile_elements = 1024;

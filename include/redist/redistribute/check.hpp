@@ -52,6 +52,11 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
           fail("redist::redistribute: rank ", me, " must send id ", id, ", key '", key.name,
                "', but its batch holds metadata only, no tensors");
         if (opts.allow_lossy || Staging::lossless) return;
+        if constexpr (tensor_space<Tensor> != memory_space::host) {
+          fail("redist::redistribute: ", Staging::label,
+               " cannot check on the host whether the device values of ", "id ", id, ", key '", key.name,
+               "' on rank ", me, " survive it; set allow_lossy or use byte_staging");
+        }
         const auto& t = loc->batch->data(key.name);
         const auto range = loc->batch->sample_bytes(key.name, loc->position);
         const auto* bytes = static_cast<const std::byte*>(tensor_traits<Tensor>::data(t)) + range.offset;

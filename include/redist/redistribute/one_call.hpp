@@ -64,7 +64,7 @@ inline plan_cache::derived derive(const std::vector<request>& requests, const re
 template <class Staging, class... Policies, class Comm, class Tensor>
 sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& local,
                                 const std::vector<sample_id>& wanted, const redistribute_options& opts,
-                                sequence_batch<Tensor>* reuse) {
+                                sequence_batch<Tensor>* reuse, const space_of<Tensor>& space) {
   constexpr const char* who = "redist::redistribute";
   auto call = describe_redistribute<Staging>(opts);
   std::string keys_text = "[";
@@ -132,7 +132,8 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
     });
   }
   try {
-    execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here);
+    execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here,
+                                  space);
   } catch (...) {
     if (reused) give_back(*out, *reuse, old_metadata);
     throw;

@@ -5,7 +5,7 @@
 #include <cstddef>
 
 #include "redist/core/dtype.hpp"
-#include "redist/core/memory_space.hpp"
+#include "redist/staging/copy_list.hpp"
 
 namespace redist {
 
@@ -26,12 +26,14 @@ struct byte_staging {
     return elements * size_of(t);
   }
 
-  // Copies wire bytes [from, from + n) of an item whose memory is `src` to `dst`, and back.
-  static void pack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    host_space::copy(dst, src + from, n);
+  // Lists the copy of wire bytes [from, from + n) of an item whose memory is `src` to `dst`, and back.
+  static void pack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst,
+                   detail::copy_list& list) {
+    list.copy(dst, src + from, n);
   }
-  static void unpack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    host_space::copy(dst + from, src, n);
+  static void unpack(dtype, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst,
+                     detail::copy_list& list) {
+    list.copy(dst + from, src, n);
   }
 };
 

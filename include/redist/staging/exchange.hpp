@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstddef>
-#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
@@ -13,6 +12,8 @@
 #include "redist/comm/communicator.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/memory_space.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/copy_list.hpp"
 
 namespace redist::detail {
 
@@ -22,37 +23,42 @@ namespace redist::detail {
 // contiguous block between the processes of a node with a single copy, a derived datatype through a
 // fragment pipeline several times slower, so one copy per byte is the cheaper way to move scattered pieces.
 // Keeps its own copy of the receive pieces it unpacks into: the caller's lists may change once it is made.
-// Its buffers come from `scratch` when given (scratch_bytes() of them, kept by the caller between calls),
-// else are allocated for the exchange.
+// Its buffers (memory of `space`) come from `scratch` when given (scratch_bytes() of them, kept by the
+// caller between calls), else are allocated for the exchange. Packing and unpacking are one table each.
 template <class Space = host_space>
 class packed_exchange {
  public:
   packed_exchange(std::span<const std::vector<const_segment>> send,
-                  std::span<const std::vector<segment>> recv, std::size_t self, std::byte* scratch = nullptr)
-      : self_(self), send_blocks_(send.size()), recv_blocks_(recv.size()) {
+                  std::span<const std::vector<segment>> recv, std::size_t self, std::byte* scratch = nullptr,
+                  const Space& space = {})
+      : self_(self), send_blocks_(send.size()), recv_blocks_(recv.size()), space_(space), owned_(space) {
     const std::size_t bytes = scratch_bytes(send, recv, self);
-    if (scratch == nullptr && bytes != 0) {
-      owned_.reset(new std::byte[bytes]);  // uninitialized: every byte is written before it is read
-      scratch = owned_.get();
-    }
+    if (scratch == nullptr && bytes != 0)
+      scratch = owned_.resize(bytes).data();  // every byte is written first
     std::byte* at = scratch;
+    copy_list packing;
     for (std::size_t p = 0; p < send.size(); ++p) {
       if (!scattered(send[p], p, self)) {
         send_blocks_[p] = send[p];
         continue;
       }
       send_blocks_[p] = {{at, total(send[p])}};
-      Space::gather(send[p], at);
-      at += total(send[p]);
+      for (const auto& s : send[p]) {
+        packing.copy(at, s.data, s.bytes);
+        at += s.bytes;
+      }
     }
+    packing.run(space_);
     for (std::size_t p = 0; p < recv.size(); ++p) {
       if (!scattered(recv[p], p, self)) {
         recv_blocks_[p] = recv[p];
         continue;
       }
       recv_blocks_[p] = {{at, total(recv[p])}};
-      unpack_.push_back({at, recv[p]});
-      at += total(recv[p]);
+      for (const auto& s : recv[p]) {
+        unpack_.copy(s.data, at, s.bytes);
+        at += s.bytes;
+      }
     }
   }
 
@@ -66,9 +72,7 @@ class packed_exchange {
   std::span<const std::vector<segment>> recv() const noexcept { return recv_blocks_; }
 
   // After the transfers: the landing blocks' bytes into the receive pieces.
-  void unpack() const {
-    for (const auto& [block, pieces] : unpack_) Space::scatter(block, pieces);
-  }
+  void unpack() { unpack_.run(space_); }
 
  private:
   template <class Segment>
@@ -92,8 +96,9 @@ class packed_exchange {
   std::size_t self_;
   std::vector<std::vector<const_segment>> send_blocks_;
   std::vector<std::vector<segment>> recv_blocks_;
-  std::vector<std::pair<const std::byte*, std::vector<segment>>> unpack_;  // landing block, its pieces
-  std::unique_ptr<std::byte[]> owned_;
+  copy_list unpack_;  // landing blocks into receive pieces
+  Space space_;
+  space_buffer<Space> owned_;
 };
 
 // An exchange of pieces in flight: the pieces send[p] lists, in order, go to rank p; the bytes from rank p
@@ -106,8 +111,9 @@ template <class Comm, class Space = host_space>
 class segment_exchange {
  public:
   segment_exchange(const Comm& comm, std::span<const std::vector<const_segment>> send,
-                   std::span<const std::vector<segment>> recv, std::byte* scratch = nullptr)
-      : packed_(checked(comm, send, recv, scratch)) {
+                   std::span<const std::vector<segment>> recv, std::byte* scratch = nullptr,
+                   const Space& space = {})
+      : packed_(checked(comm, send, recv, scratch, space)) {
     const int n = comm.size();
     const int me = comm.rank();
     auto g = comm.start_group();
@@ -122,7 +128,7 @@ class segment_exchange {
       fail("redist::exchange_segments: rank ", me, " sends itself ", total_bytes(std::span(send[own])),
            " bytes but expects ", total_bytes(std::span(recv[own])));
     }
-    Space::copy_pieces(send[own], recv[own]);
+    space.copy_pieces(send[own], recv[own]);
     request_.emplace(std::move(g).finish());
   }
   segment_exchange(segment_exchange&&) = delete;
@@ -140,13 +146,14 @@ class segment_exchange {
 
  private:
   static packed_exchange<Space> checked(const Comm& comm, std::span<const std::vector<const_segment>> send,
-                                        std::span<const std::vector<segment>> recv, std::byte* scratch) {
+                                        std::span<const std::vector<segment>> recv, std::byte* scratch,
+                                        const Space& space) {
     const auto n = static_cast<std::size_t>(comm.size());
     if (send.size() != n || recv.size() != n) {
       fail("redist::exchange_segments: ", send.size(), " send and ", recv.size(),
            " receive piece lists, expected one per rank (", n, ")");
     }
-    return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()), scratch);
+    return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()), scratch, space);
   }
 
   packed_exchange<Space> packed_;
@@ -154,10 +161,10 @@ class segment_exchange {
 };
 
 // The blocking form: started and completed.
-template <class Space = host_space, class Comm>
+template <class Comm, class Space = host_space>
 void exchange_segments(const Comm& comm, std::span<const std::vector<const_segment>> send,
-                       std::span<const std::vector<segment>> recv) {
-  segment_exchange<Comm, Space>(comm, send, recv).wait();
+                       std::span<const std::vector<segment>> recv, const Space& space = {}) {
+  segment_exchange<Comm, Space>(comm, send, recv, nullptr, space).wait();
 }
 
 }  // namespace redist::detail

@@ -7,6 +7,7 @@
 
 #include "redist/core/dtype.hpp"
 #include "redist/core/memory_space.hpp"
+#include "redist/staging/copy_list.hpp"
 
 namespace redist {
 
@@ -25,14 +26,15 @@ struct float32_staging {
     return elements * sizeof(float);
   }
 
-  // Casts the elements behind wire bytes [from, from + n) of an item whose memory is `src` to float32 at
-  // `dst`, and back into the item's memory at `dst`.
-  static void pack(dtype t, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst) noexcept {
-    host_space::to_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
+  // Lists the cast of the elements behind wire bytes [from, from + n) of an item whose memory is `src` to
+  // float32 at `dst`, and back into the item's memory at `dst`.
+  static void pack(dtype t, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst,
+                   detail::copy_list& list) {
+    list.to_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
   }
-  static void unpack(dtype t, const std::byte* src, std::size_t from, std::size_t n,
-                     std::byte* dst) noexcept {
-    host_space::from_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
+  static void unpack(dtype t, const std::byte* src, std::size_t from, std::size_t n, std::byte* dst,
+                     detail::copy_list& list) {
+    list.from_f32(t, src, from / sizeof(float), n / sizeof(float), dst);
   }
 };
 

@@ -16,7 +16,6 @@
 #include "redist/plan/steps.hpp"
 #include "redist/staging/exchange.hpp"
 #include "redist/staging/policy.hpp"
-#include "redist/staging/workspace.hpp"
 #include "redist/steps/context.hpp"
 
 namespace redist {
@@ -77,13 +76,10 @@ struct all_to_all_policy {
         Staging::in_place && st.keys.size() > 1 && total / (n * st.keys.size()) >= split_bytes
             ? st.keys.size()
             : 1;
-    // Staging for every round of the step: the caller's kept workspace, else one of the step's own.
-    workspace own;
-    workspace& scratch = ctx.options().staging != nullptr ? *ctx.options().staging : own;
-    std::vector<std::byte> out_block, in_block;  // a converting staging's
+    auto out_block = ctx.buffer(), in_block = ctx.buffer();  // a converting staging's, kept across rounds
     for (std::size_t k = 0; k < rounds; ++k) {
       if constexpr (Staging::in_place) {
-        exchange_in_place(ctx, mine, length, sends, recvs, k, rounds, parts, scratch);
+        exchange_in_place(ctx, mine, length, sends, recvs, k, rounds, parts);
       } else {
         exchange_staged(ctx, st, mine, length, sends, recvs, k, rounds, out_block, in_block);
       }
@@ -103,7 +99,7 @@ struct all_to_all_policy {
                                 const std::vector<std::size_t>& length,
                                 const std::vector<step_transfer>& sends,
                                 const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds,
-                                std::size_t parts, workspace& scratch_ws) {
+                                std::size_t parts) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
     auto in_part = [&](const step_transfer& t, std::size_t part) {
@@ -116,25 +112,28 @@ struct all_to_all_policy {
       for (const auto& t : sends) {
         if (!in_part(t, part)) continue;
         const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
-        ctx.send_pieces(mine.at(t.list), b, e, send[part][static_cast<std::size_t>(t.dst)], nullptr);
+        ctx.send_pieces(mine.at(t.list), b, e, send[part][static_cast<std::size_t>(t.dst)]);
       }
       for (const auto& t : recvs) {
         if (!in_part(t, part)) continue;
         const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
-        ctx.recv_pieces(mine.at(t.list), b, e, recv[part][static_cast<std::size_t>(t.src)], nullptr);
+        ctx.recv_pieces(mine.at(t.list), b, e, recv[part][static_cast<std::size_t>(t.src)]);
       }
     }
-    // The packing of every part in one block: the caller's kept workspace when it gave one.
-    using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>>;
-    using packing = detail::packed_exchange<>;
+    // The packing of every part in one block of the context's scratch (the caller's kept workspace when it
+    // gave one), made in one go before any exchange starts.
+    using space = typename Context::space_type;
+    using exchange = detail::segment_exchange<std::decay_t<decltype(comm)>, space>;
+    using packing = detail::packed_exchange<space>;
     const auto me = static_cast<std::size_t>(comm.rank());
     std::vector<std::size_t> at(parts + 1, 0);
     for (std::size_t part = 0; part < parts; ++part)
       at[part + 1] = at[part] + packing::scratch_bytes(send[part], recv[part], me);
-    std::byte* scratch = at[parts] != 0 ? scratch_ws.reserve(at[parts]) : nullptr;
+    std::byte* scratch = at[parts] != 0 ? ctx.scratch(at[parts]) : nullptr;
     std::vector<std::optional<exchange>> started(parts);
     for (std::size_t part = 0; part < parts; ++part)
-      started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part]);
+      started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part],
+                            ctx.space());
     for (auto& e : started) e->wait();
   }
 
@@ -150,7 +149,8 @@ struct all_to_all_policy {
                               const std::map<std::uint32_t, stream>& mine,
                               const std::vector<std::size_t>& length, const std::vector<step_transfer>& sends,
                               const std::vector<step_transfer>& recvs, std::size_t k, std::size_t rounds,
-                              std::vector<std::byte>& out, std::vector<std::byte>& in) {
+                              detail::space_buffer<typename Context::space_type>& out_buffer,
+                              detail::space_buffer<typename Context::space_type>& in_buffer) {
     const auto& comm = ctx.comm();
     const auto n = static_cast<std::size_t>(comm.size());
     std::vector<std::vector<const_segment>> send(n);
@@ -165,8 +165,8 @@ struct all_to_all_policy {
     std::size_t out_bytes = 0, in_bytes = 0;
     for (const auto& t : sends) out_bytes += slot(t);
     for (const auto& t : recvs) in_bytes += slot(t);
-    out.assign(out_bytes, std::byte{0});  // zeros beyond each window are the padding
-    in.resize(in_bytes);
+    const auto out = out_buffer.zeroed(out_bytes);  // zeros beyond each window are the padding
+    const auto in = in_buffer.resize(in_bytes);
     std::size_t at = 0;
     for (const auto& t : sends) {
       const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
@@ -179,13 +179,15 @@ struct all_to_all_policy {
       detail::append_piece(recv[static_cast<std::size_t>(t.src)], segment{in.data() + at, slot(t)});
       at += slot(t);
     }
-    detail::exchange_segments(comm, send, recv);
+    ctx.flush();
+    detail::exchange_segments(comm, send, recv, ctx.space());
     at = 0;
     for (const auto& t : recvs) {
       const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);
       ctx.unpack(mine.at(t.list), b, e, in.data() + at);
       at += slot(t);
     }
+    ctx.flush();
   }
 
   template <class Context>

@@ -32,11 +32,14 @@ struct broadcast_policy {
     const step_group g(st.dsts, st.root);
     const auto* group = st.dsts.size() == 1 ? nullptr : comm.group(g.ranks);
     const int group_root = static_cast<int>(g.index(st.root));
-    std::vector<std::byte> buf;
+    auto buffer = ctx.buffer();
     for (std::size_t k = 0; k < rounds; ++k) {
       const auto [b, e] = staging_window<Staging>(s.bytes(), k, rounds);
-      buf.resize(e - b);
-      if (root) ctx.pack(s, b, e, buf.data());
+      const auto buf = buffer.resize(e - b);
+      if (root) {
+        ctx.pack(s, b, e, buf.data());
+        ctx.flush();
+      }
       if (!group) {
         if (root)
           comm.send(buf, st.dsts.front(), 0);
@@ -45,7 +48,10 @@ struct broadcast_policy {
       } else {
         group->broadcast(buf, group_root);
       }
-      if (dst) ctx.unpack(s, b, e, buf.data());
+      if (dst) {
+        ctx.unpack(s, b, e, buf.data());
+        ctx.flush();
+      }
     }
     if (dst) ctx.commit();
   }

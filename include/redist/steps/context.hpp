@@ -18,7 +18,10 @@
 #include "redist/core/sample_store.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/options.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/copy_list.hpp"
 #include "redist/staging/windows.hpp"
+#include "redist/staging/workspace.hpp"
 #include "redist/steps/output.hpp"
 
 namespace redist {
@@ -38,15 +41,40 @@ struct step_group {
   }
 };
 
+// Every byte copy and cast a step makes is listed (pack(), unpack(), the packing of scattered pieces) and
+// made by the tensors' memory space at flush(): one table per phase, one kernel launch on a device. Staging
+// and discard buffers are memory of that space.
 template <class Comm, class Tensor, class Staging>
 class step_context {
  public:
+  using space_type = space_of<Tensor>;
+
   // With `out`, arriving pairs it wants land there instead of in the store (the one-call form).
   step_context(const Comm& comm, sample_store<Tensor>& store, const catalog& cat,
-               const redistribute_options& opts, detail::output_sink<Tensor>* out = nullptr)
-      : comm_(comm), store_(store), cat_(cat), opts_(opts), out_(out) {}
+               const redistribute_options& opts, detail::output_sink<Tensor>* out = nullptr,
+               const space_type& space = {})
+      : comm_(comm),
+        store_(store),
+        cat_(cat),
+        opts_(opts),
+        out_(out),
+        space_(space),
+        discard_(space),
+        scratch_(space) {}
 
   const Comm& comm() const noexcept { return comm_; }
+  const space_type& space() const noexcept { return space_; }
+  // Makes the copies and casts listed since the last flush.
+  void flush() { list_.run(space_); }
+  // Staging memory of at least `bytes` bytes for a step's packing, valid until the next call: the caller's
+  // kept workspace for host tensors when it gave one, else the context's own (kept across the call's steps).
+  std::byte* scratch(std::size_t bytes) {
+    if constexpr (space_type::space == memory_space::host)
+      if (opts_.staging != nullptr) return opts_.staging->reserve(bytes);
+    return scratch_.resize(bytes).data();
+  }
+  // A buffer of the memory space, for a policy's staging.
+  detail::space_buffer<space_type> buffer() const { return detail::space_buffer<space_type>(space_); }
   const catalog& meta() const noexcept { return cat_; }
   const redistribute_options& options() const noexcept { return opts_; }
   int rank() const { return comm_.rank(); }
@@ -86,22 +114,19 @@ class step_context {
     return base + loc->batch->sample_bytes(key, loc->position).offset;
   }
 
-  // The window [begin, end) of a stream as pieces of memory to send: the sources themselves when the staging
-  // works in place, else packed into `scratch` at `at`.
-  void send_pieces(const stream& s, std::size_t begin, std::size_t end, std::vector<const_segment>& out,
-                   std::byte* scratch) const {
-    for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t at) {
-      if constexpr (Staging::in_place) {
-        detail::append_piece(out, const_segment{source(it) + from, n});
-      } else {
-        Staging::pack(cat_.keys()[it.key].dtype, source(it), from, n, scratch + at);
-      }
+  // With a staging that works in place: the window [begin, end) of a stream as the pieces of memory to send,
+  // the sources themselves.
+  void send_pieces(const stream& s, std::size_t begin, std::size_t end,
+                   std::vector<const_segment>& out) const {
+    static_assert(Staging::in_place);
+    for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t) {
+      detail::append_piece(out, const_segment{source(it) + from, n});
     });
-    if constexpr (!Staging::in_place) out.push_back({scratch, end - begin});
   }
-  void pack(const stream& s, std::size_t begin, std::size_t end, std::byte* dst) const {
+  // Lists the packing of the window [begin, end) of a stream into `dst`, made at flush().
+  void pack(const stream& s, std::size_t begin, std::size_t end, std::byte* dst) {
     for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t at) {
-      Staging::pack(cat_.keys()[it.key].dtype, source(it), from, n, dst + at);
+      Staging::pack(cat_.keys()[it.key].dtype, source(it), from, n, dst + at, list_);
     });
   }
 
@@ -150,32 +175,30 @@ class step_context {
       chunks_.emplace_back(std::move(fresh), std::move(fields));
       chunk_of_key_[k] = chunks_.size() - 1;
     }
-    discard_.assign(discard, std::byte{0});
+    discard_.resize(discard);  // written, never read
     std::sort(sinks_.begin(), sinks_.end(), [](const sink_entry& a, const sink_entry& b) {
       return std::tie(a.id, a.key) < std::tie(b.id, b.key);
     });
     incoming_.clear();
   }
-  void recv_pieces(const stream& s, std::size_t begin, std::size_t end, std::vector<segment>& out,
-                   std::byte* scratch) {
-    if constexpr (Staging::in_place) {
-      for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t) {
-        detail::append_piece(out, segment{sink_of(it) + from, n});
-      });
-    } else {
-      out.push_back({scratch, end - begin});
-    }
+  // With a staging that works in place: the window [begin, end) of a stream as the pieces of memory it lands
+  // in, its sinks themselves.
+  void recv_pieces(const stream& s, std::size_t begin, std::size_t end, std::vector<segment>& out) {
+    static_assert(Staging::in_place);
+    for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t) {
+      detail::append_piece(out, segment{sink_of(it) + from, n});
+    });
   }
+  // Lists the unpacking of the window [begin, end) of a stream from `src`, made at flush().
   void unpack(const stream& s, std::size_t begin, std::size_t end, const std::byte* src) {
     for_parts(s, begin, end, [&](stream_item it, std::size_t from, std::size_t n, std::size_t at) {
-      Staging::unpack(cat_.keys()[it.key].dtype, src + at, from, n, sink_of(it));
+      Staging::unpack(cat_.keys()[it.key].dtype, src + at, from, n, sink_of(it), list_);
     });
   }
   void commit() {
     for (auto& c : chunks_) store_.add(std::move(c));
     chunks_.clear();
     sinks_.clear();
-    discard_.clear();
   }
 
  private:
@@ -217,8 +240,10 @@ class step_context {
   std::vector<sequence_batch<Tensor>> chunks_;
   std::vector<std::size_t> chunk_of_key_;
   std::vector<sink_entry> sinks_;
-  std::vector<std::byte> discard_;
   detail::output_sink<Tensor>* out_;
+  space_type space_;
+  detail::space_buffer<space_type> discard_, scratch_;
+  detail::copy_list list_;
 };
 
 }  // namespace redist

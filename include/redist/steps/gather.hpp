@@ -46,7 +46,7 @@ struct gather_policy {
     const int group_root = static_cast<int>(index(st.root));
     const stream& mine = streams[index(me)];
     std::vector<std::size_t> counts(ranks.size()), displs(ranks.size());
-    std::vector<std::byte> out, in;
+    auto out_buffer = ctx.buffer(), in_buffer = ctx.buffer();
     for (std::size_t k = 0; k < rounds; ++k) {
       std::size_t longest = 0;
       for (std::size_t j = 0; j < ranks.size(); ++j) {
@@ -57,15 +57,18 @@ struct gather_policy {
       if constexpr (Staging::padded) std::fill(counts.begin(), counts.end(), longest);
       for (std::size_t j = 0, at = 0; j < ranks.size(); at += counts[j], ++j) displs[j] = at;
       const auto [b, e] = staging_window<Staging>(mine.bytes(), k, rounds);
-      out.assign(counts[index(me)], std::byte{0});  // zeros beyond e - b are the padding
+      const auto out = out_buffer.zeroed(counts[index(me)]);  // zeros beyond e - b are the padding
       ctx.pack(mine, b, e, out.data());
-      if (root) in.resize(displs.back() + counts.back());
+      ctx.flush();
+      const auto in = root ? in_buffer.resize(displs.back() + counts.back()) : std::span<std::byte>();
       group->gatherv(out, in, counts, displs, group_root);
-      if (root)
+      if (root) {
         for (std::size_t j = 0; j < ranks.size(); ++j) {
           const auto [bj, ej] = staging_window<Staging>(streams[j].bytes(), k, rounds);
           ctx.unpack(streams[j], bj, ej, in.data() + displs[j]);
         }
+        ctx.flush();
+      }
     }
     if (root) ctx.commit();
   }

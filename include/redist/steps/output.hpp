@@ -12,6 +12,7 @@
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
 #include "redist/core/tensor_traits.hpp"
+#include "redist/staging/copy_list.hpp"
 #include "redist/staging/windows.hpp"
 
 namespace redist::detail {
@@ -53,8 +54,11 @@ class output_sink {
   }
 
   // Copies in every pair not delivered from `store` (this rank's samples), runs adjacent in both the source
-  // batch and the output as one piece, looking a batch's tensor up once per run of samples from it.
-  void fill(const sample_store<Tensor>& store, int rank) const {
+  // batch and the output as one piece, looking a batch's tensor up once per run of samples from it: one table
+  // of copies, made by `space`.
+  template <class Space>
+  void fill(const sample_store<Tensor>& store, int rank, const Space& space) const {
+    copy_list copies;
     const std::size_t nf = out_.fields().size();
     for (std::size_t f = 0; f < nf; ++f) {
       const auto& key = out_.fields()[f].name;
@@ -79,13 +83,14 @@ class output_sink {
           run += range.size;
           continue;
         }
-        space_of<Tensor>::copy(to, from, run);
+        copies.copy(to, from, run);
         from = src;
         to = dst + range.offset;
         run = range.size;
       }
-      space_of<Tensor>::copy(to, from, run);
+      copies.copy(to, from, run);
     }
+    copies.run(space);
   }
 
  private:

@@ -59,7 +59,7 @@ struct scatter_policy {
     const auto group_root = index(st.root);
     std::vector<std::vector<const_segment>> send(ranks.size());
     std::vector<std::vector<segment>> recv(ranks.size());
-    std::vector<std::byte> staged, in;
+    auto staged_buffer = ctx.buffer(), in_buffer = ctx.buffer();
     std::vector<std::size_t> at(streams.size());
     for (std::size_t k = 0; k < rounds; ++k) {
       std::size_t block = 0;
@@ -78,13 +78,13 @@ struct scatter_policy {
         for (std::size_t j = 0; root && j < ranks.size(); ++j)
           if (list_of[j] != SIZE_MAX) {
             const auto [b, e] = staging_window<Staging>(streams[list_of[j]].bytes(), k, rounds);
-            ctx.send_pieces(streams[list_of[j]], b, e, send[j], nullptr);
+            ctx.send_pieces(streams[list_of[j]], b, e, send[j]);
           }
         if (my_list != SIZE_MAX) {
           const auto [b, e] = staging_window<Staging>(streams[my_list].bytes(), k, rounds);
-          ctx.recv_pieces(streams[my_list], b, e, recv[group_root], nullptr);
+          ctx.recv_pieces(streams[my_list], b, e, recv[group_root]);
         }
-        detail::exchange_segments(*group, send, recv);
+        detail::exchange_segments(*group, send, recv, ctx.space());
         continue;
       }
       if (root) {
@@ -93,23 +93,25 @@ struct scatter_policy {
           at[l] = total;
           total += size_of_window(l);
         }
-        staged.assign(total, std::byte{0});  // zeros beyond each window are the padding
+        const auto staged = staged_buffer.zeroed(total);  // zeros beyond each window are the padding
         for (std::size_t l = 0; l < streams.size(); ++l) {
           const auto [b, e] = staging_window<Staging>(streams[l].bytes(), k, rounds);
           ctx.pack(streams[l], b, e, staged.data() + at[l]);
         }
+        ctx.flush();
         for (std::size_t j = 0; j < ranks.size(); ++j)
           if (list_of[j] != SIZE_MAX)
             send[j].push_back({staged.data() + at[list_of[j]], size_of_window(list_of[j])});
       }
       if (my_list != SIZE_MAX) {
-        in.resize(size_of_window(my_list));
+        const auto in = in_buffer.resize(size_of_window(my_list));
         recv[group_root].push_back({in.data(), in.size()});
       }
-      detail::exchange_segments(*group, send, recv);
+      detail::exchange_segments(*group, send, recv, ctx.space());
       if (my_list != SIZE_MAX) {
         const auto [b, e] = staging_window<Staging>(streams[my_list].bytes(), k, rounds);
-        ctx.unpack(streams[my_list], b, e, in.data());
+        ctx.unpack(streams[my_list], b, e, in_buffer.data());
+        ctx.flush();
       }
     }
     if (my_list != SIZE_MAX) ctx.commit();

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "redist/core/error.hpp"
+#include "redist/detail/byte_codec.hpp"
 
 namespace redist {
 
@@ -177,14 +178,14 @@ ncclUniqueId nccl_shared_unique_id(const char* who, const Host& host) {
   if (host.rank() == 0) {
     rc = ncclGetUniqueId(&id);
     message[0] = std::byte{rc == ncclSuccess ? std::uint8_t{1} : std::uint8_t{0}};
-    std::memcpy(message.data() + 1, &id, sizeof id);
+    store_bytes(message.data() + 1, id);
   }
   host.broadcast(message, 0);
   if (message[0] == std::byte{0}) {
     if (host.rank() == 0) fail(who, ": ncclGetUniqueId failed: ", nccl_text(rc, nullptr));
     fail(who, ": rank 0 could not make the ncclUniqueId (its ncclGetUniqueId failed)");
   }
-  std::memcpy(&id, message.data() + 1, sizeof id);
+  id = load_bytes<ncclUniqueId>(message.data() + 1);
   return id;
 }
 

@@ -67,7 +67,7 @@ class nccl_request {
     const std::vector<detail::nccl_host_copy> copies = std::exchange(copies_, {});
     state->poll(op_, [this] { return event_->done(); });
     event_.reset();
-    for (const detail::nccl_host_copy& c : copies) std::memcpy(c.to, c.from, c.bytes);
+    for (const detail::nccl_host_copy& c : copies) host_space::copy(c.to, c.from, c.bytes);
   }
 
  private:

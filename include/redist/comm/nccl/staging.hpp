@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <span>
@@ -87,7 +86,7 @@ class nccl_staging {
     if (at == 0) return;
     lease_ = cache.lease(op, at, stream);
     for (const read_t& r : reads_) {
-      if (r.staged) std::memcpy(lease_->pinned() + r.at, r.data, r.bytes);
+      if (r.staged) host_space::copy(lease_->pinned() + r.at, r.data, r.bytes);
     }
     if (read_bytes != 0) {
       cuda_device_guard::check(

@@ -16,6 +16,7 @@
 
 #include "redist/core/cuda/kernels.cuh"
 #include "redist/core/cuda/runtime.hpp"
+#include "redist/core/cuda/tensor.hpp"
 #include "redist/core/memory_space.hpp"
 #include "redist/core/piece_table.hpp"
 
@@ -130,6 +131,22 @@ class cuda_space {
   void from_f32(dtype t, const std::byte* src, std::size_t first, std::size_t n, std::byte* dst) const {
     const detail::cast_piece p{src, dst, first, n, 0, t};
     run(std::span(&p, 1), detail::cast_direction::from_f32);
+  }
+
+  // Makes the tensors an op creates (tensor_traits<cuda_tensor>::allocate) on this stream, with the
+  // allocator in use, until the scope ends.
+  cuda_allocation_scope allocation_scope() const {
+    return cuda_allocation_scope({stream_, detail::current_cuda_allocation().allocator});
+  }
+
+  // Staging memory of this space: device memory, stream-ordered (cudaMallocAsync, cudaFreeAsync).
+  std::byte* allocate(std::size_t n) const {
+    void* p = nullptr;
+    if (n != 0) detail::cuda_check(cudaMallocAsync(&p, n, stream_), "cudaMallocAsync");
+    return static_cast<std::byte*>(p);
+  }
+  void deallocate(std::byte* p, std::size_t) const noexcept {
+    if (p != nullptr) cudaFreeAsync(p, stream_);
   }
 
   // A whole table of copies, or of casts one way, in one launch (none for an empty table).

@@ -1,0 +1,47 @@
+// redist::detail::copy_list: the byte copies and float32 casts of one phase of a step (packing a round's
+// sends, unpacking what arrived, filling a result), collected and then made in one go by the memory space:
+// one table, and on a device one kernel launch, however many pieces.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "redist/core/dtype.hpp"
+#include "redist/core/memory_space.hpp"
+
+namespace redist::detail {
+
+class copy_list {
+ public:
+  // n bytes from src to dst.
+  void copy(std::byte* dst, const std::byte* src, std::size_t n) {
+    if (n != 0) copies_.push_back({src, dst, n});
+  }
+  // Elements [first, first + count) of a dtype t array at src cast to float32 at dst, and back.
+  void to_f32(dtype t, const std::byte* src, std::size_t first, std::size_t count, std::byte* dst) {
+    if (count != 0) to_f32_.push_back({src, dst, first, count, 0, t});
+  }
+  void from_f32(dtype t, const std::byte* src, std::size_t first, std::size_t count, std::byte* dst) {
+    if (count != 0) from_f32_.push_back({src, dst, first, count, 0, t});
+  }
+
+  bool empty() const noexcept { return copies_.empty() && to_f32_.empty() && from_f32_.empty(); }
+
+  // Makes every copy and cast listed, in `space`, and forgets them (keeping the lists' memory).
+  template <class Space>
+  void run(const Space& space) {
+    if (!copies_.empty()) space.run(std::span<const copy_piece>(copies_));
+    if (!to_f32_.empty()) space.run(std::span<const cast_piece>(to_f32_), cast_direction::to_f32);
+    if (!from_f32_.empty()) space.run(std::span<const cast_piece>(from_f32_), cast_direction::from_f32);
+    copies_.clear();
+    to_f32_.clear();
+    from_f32_.clear();
+  }
+
+ private:
+  std::vector<copy_piece> copies_;
+  std::vector<cast_piece> to_f32_, from_f32_;
+};
+
+}  // namespace redist::detail
