@@ -1,9 +1,15 @@
 // The doctest main of every MPI test: runs the tests on every rank, prints the output of each rank that
 // failed with its lines prefixed "[rank R/N] " in rank order, and makes every rank exit non-zero if any rank
-// failed.
+// failed. Built with REDIST_TEST_NEEDS_CUDA_DEVICE (the CUDA MPI tests), a rank without a CUDA device exits
+// 77 before MPI starts, which CTest reports as skipped.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <mpi.h>
+#if defined(REDIST_TEST_NEEDS_CUDA_DEVICE)
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#endif
 
 #include <algorithm>
 #include <climits>
@@ -54,6 +60,13 @@ void print_in_rank_order(const std::string& text, MPI_Comm comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(REDIST_TEST_NEEDS_CUDA_DEVICE)
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("skipped: no CUDA device\n");
+    return 77;
+  }
+#endif
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rank = 0;
