@@ -129,7 +129,8 @@ struct all_to_all_policy {
     std::vector<std::size_t> at(parts + 1, 0);
     for (std::size_t part = 0; part < parts; ++part)
       at[part + 1] = at[part] + packing::scratch_bytes(send[part], recv[part], me);
-    std::byte* scratch = at[parts] != 0 ? ctx.scratch(at[parts]) : nullptr;
+    auto own = ctx.buffer();
+    std::byte* scratch = at[parts] != 0 ? ctx.scratch(at[parts], own) : nullptr;
     std::vector<std::optional<exchange>> started(parts);
     for (std::size_t part = 0; part < parts; ++part)
       started[part].emplace(comm, send[part], recv[part], scratch == nullptr ? nullptr : scratch + at[part],
@@ -166,7 +167,8 @@ struct all_to_all_policy {
     for (const auto& t : sends) out_bytes += slot(t);
     for (const auto& t : recvs) in_bytes += slot(t);
     const auto out = out_buffer.zeroed(out_bytes);  // zeros beyond each window are the padding
-    const auto in = in_buffer.resize(in_bytes);
+    const auto in =
+        in_buffer.zeroed(in_bytes);  // touched before MPI writes it: cheaper than faults in its copy
     std::size_t at = 0;
     for (const auto& t : sends) {
       const auto [b, e] = staging_window<Staging>(length[t.list], k, rounds);

@@ -35,7 +35,7 @@ struct broadcast_policy {
     auto buffer = ctx.buffer();
     for (std::size_t k = 0; k < rounds; ++k) {
       const auto [b, e] = staging_window<Staging>(s.bytes(), k, rounds);
-      const auto buf = buffer.resize(e - b);
+      const auto buf = buffer.zeroed(e - b);  // touched before MPI writes it
       if (root) {
         ctx.pack(s, b, e, buf.data());
         ctx.flush();

@@ -53,25 +53,18 @@ class step_context {
   step_context(const Comm& comm, sample_store<Tensor>& store, const catalog& cat,
                const redistribute_options& opts, detail::output_sink<Tensor>* out = nullptr,
                const space_type& space = {})
-      : comm_(comm),
-        store_(store),
-        cat_(cat),
-        opts_(opts),
-        out_(out),
-        space_(space),
-        discard_(space),
-        scratch_(space) {}
+      : comm_(comm), store_(store), cat_(cat), opts_(opts), out_(out), space_(space), discard_(space) {}
 
   const Comm& comm() const noexcept { return comm_; }
   const space_type& space() const noexcept { return space_; }
   // Makes the copies and casts listed since the last flush.
   void flush() { list_.run(space_); }
-  // Staging memory of at least `bytes` bytes for a step's packing, valid until the next call: the caller's
-  // kept workspace for host tensors when it gave one, else the context's own (kept across the call's steps).
-  std::byte* scratch(std::size_t bytes) {
+  // Staging memory of at least `bytes` bytes for a step's packing: the caller's kept workspace for host
+  // tensors when it gave one, else `own`, the step's.
+  std::byte* scratch(std::size_t bytes, detail::space_buffer<space_type>& own) {
     if constexpr (space_type::space == memory_space::host)
       if (opts_.staging != nullptr) return opts_.staging->reserve(bytes);
-    return scratch_.resize(bytes).data();
+    return own.resize(bytes).data();
   }
   // A buffer of the memory space, for a policy's staging.
   detail::space_buffer<space_type> buffer() const { return detail::space_buffer<space_type>(space_); }
@@ -175,7 +168,7 @@ class step_context {
       chunks_.emplace_back(std::move(fresh), std::move(fields));
       chunk_of_key_[k] = chunks_.size() - 1;
     }
-    discard_.resize(discard);  // written, never read
+    discard_.zeroed(discard);  // written, never read; touched before MPI writes it
     std::sort(sinks_.begin(), sinks_.end(), [](const sink_entry& a, const sink_entry& b) {
       return std::tie(a.id, a.key) < std::tie(b.id, b.key);
     });
@@ -242,7 +235,7 @@ class step_context {
   std::vector<sink_entry> sinks_;
   detail::output_sink<Tensor>* out_;
   space_type space_;
-  detail::space_buffer<space_type> discard_, scratch_;
+  detail::space_buffer<space_type> discard_;
   detail::copy_list list_;
 };
 

@@ -104,7 +104,7 @@ struct scatter_policy {
             send[j].push_back({staged.data() + at[list_of[j]], size_of_window(list_of[j])});
       }
       if (my_list != SIZE_MAX) {
-        const auto in = in_buffer.resize(size_of_window(my_list));
+        const auto in = in_buffer.zeroed(size_of_window(my_list));  // touched before MPI writes it
         recv[group_root].push_back({in.data(), in.size()});
       }
       detail::exchange_segments(*group, send, recv, ctx.space());
