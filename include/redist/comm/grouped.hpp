@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "redist/comm/communicator.hpp"
 #include "redist/core/error.hpp"
@@ -130,6 +132,33 @@ template <class Comm>
     g.recv(buf, root);
   }
   return std::move(g).finish();
+}
+
+// Every rank's block on every rank, in rank order, once each rank's size is known (sizes[p] bytes from rank
+// p, this rank being `me`), moved by the started group g: peers in rotated order; this rank's own block sent
+// to itself when `self_send` (device memory, which the CPU cannot read), else copied by the CPU. Completes
+// the group.
+template <class Group>
+std::vector<std::byte> allgather_blocks(Group g, std::span<const std::byte> mine,
+                                        std::span<const std::uint64_t> sizes, std::size_t me,
+                                        bool self_send) {
+  const std::size_t n = sizes.size();
+  std::vector<std::size_t> offsets(n + 1, 0);
+  for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + static_cast<std::size_t>(sizes[p]);
+  std::vector<std::byte> out(offsets[n]);
+  for (std::size_t k = 1; k < n; ++k) {
+    const std::size_t from = (me + n - k) % n;
+    g.send(mine, static_cast<int>((me + k) % n));
+    g.recv(std::span(out).subspan(offsets[from], offsets[from + 1] - offsets[from]), static_cast<int>(from));
+  }
+  if (self_send) {
+    g.send(mine, static_cast<int>(me));
+    g.recv(std::span(out).subspan(offsets[me], mine.size()), static_cast<int>(me));
+  } else {
+    host_space::copy(out.data() + offsets[me], mine.data(), mine.size());
+  }
+  std::move(g).finish().wait();
+  return out;
 }
 
 }  // namespace redist::grouped

@@ -146,20 +146,9 @@ inline void scatter_table(const std::byte* from, std::span<const segment> pieces
 // totals are equal): one copy per overlap of a source piece and a destination piece.
 inline void cross_table(std::span<const const_segment> from, std::span<const segment> to,
                         std::vector<copy_piece>& out) {
-  std::size_t piece = 0, offset = 0;  // within from[piece]
-  for (const segment& r : to) {
-    for (std::size_t done = 0; done < r.bytes;) {
-      while (from[piece].bytes == offset) {
-        ++piece;
-        offset = 0;
-      }
-      const std::size_t n =
-          from[piece].bytes - offset < r.bytes - done ? from[piece].bytes - offset : r.bytes - done;
-      out.push_back({from[piece].data + offset, r.data + done, n});
-      done += n;
-      offset += n;
-    }
-  }
+  for_each_overlap(from, to, [&](std::byte* d, const std::byte* src, std::size_t n) {
+    out.push_back({src, d, n});
+  });
 }
 
 // Runs a table on the host as a launch would on the device, tile by tile and lane by lane: what the tests

@@ -170,23 +170,8 @@ class mpi_device_communicator {
     nonblocking(op, "MPI_Iallgather", [&](MPI_Request* r) {
       return MPI_Iallgather(&my_size, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, native(), r);
     });
-    std::vector<std::size_t> offsets(n + 1, 0);
-    for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + static_cast<std::size_t>(sizes[p]);
-    std::vector<std::byte> out(offsets[n]);
-    mpi_device_p2p_group g = start_group_for(op);
-    for (std::size_t k = 1; k < n; ++k) {  // rotated, as in redist::grouped
-      const std::size_t from = (me + n - k) % n;
-      g.send(mine, static_cast<int>((me + k) % n));
-      g.recv(std::span(out).subspan(offsets[from], offsets[from + 1] - offsets[from]),
-             static_cast<int>(from));
-    }
-    if (detail::is_device_memory(mine.data())) {  // its own block out of device memory: sent to itself
-      g.send(mine, rank());
-      g.recv(std::span(out).subspan(offsets[me], mine.size()), rank());
-    } else {
-      host_space::copy(out.data() + offsets[me], mine.data(), mine.size());
-    }
-    std::move(g).finish().wait();
+    auto out = grouped::allgather_blocks(start_group_for(op), mine, sizes, me,
+                                         detail::is_device_memory(mine.data()));
     if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
     return out;
   }

@@ -211,23 +211,8 @@ class nccl_communicator {
       std::move(g).finish().wait();
       sizes[me] = my_size;
     }
-    std::vector<std::size_t> offsets(n + 1, 0);
-    for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + static_cast<std::size_t>(sizes[p]);
-    std::vector<std::byte> out(offsets[n]);
-    nccl_p2p_group g = start_group_for(op);
-    for (std::size_t k = 1; k < n; ++k) {  // rotated, as in redist::grouped
-      const std::size_t from = (me + n - k) % n;
-      g.send(mine, static_cast<int>((me + k) % n));
-      g.recv(std::span(out).subspan(offsets[from], offsets[from + 1] - offsets[from]),
-             static_cast<int>(from));
-    }
-    if (detail::nccl_can_use(mine.data())) {  // its own block from device memory: sent to itself
-      g.send(mine, rank_);
-      g.recv(std::span(out).subspan(offsets[me], mine.size()), rank_);
-    } else {
-      host_space::copy(out.data() + offsets[me], mine.data(), mine.size());
-    }
-    std::move(g).finish().wait();
+    auto out =
+        grouped::allgather_blocks(start_group_for(op), mine, sizes, me, detail::nccl_can_use(mine.data()));
     if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
     return out;
   }
