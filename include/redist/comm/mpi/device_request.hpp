@@ -175,7 +175,7 @@ class mpi_device_p2p_group {
 namespace detail {
 
 // The memory space redist::grouped copies a rank's own block with: cudaMemcpyAsync on the stream where
-// device memory is involved, memcpy between host buffers. (A copy between pageable host memory and the
+// device memory is involved, host_space between host buffers. (A copy between pageable host memory and the
 // device may block the CPU until the stream reaches it; the library's collectives never mix the two.)
 struct mpi_device_copy {
   const char* op;

@@ -167,7 +167,7 @@ class nccl_staging {
 };
 
 // The memory space redist::grouped copies a rank's own block with: cudaMemcpyAsync on the stream, ordered
-// before the group it belongs to; host to host with memcpy at once (the stream never touches host memory).
+// before the group it belongs to; host to host by host_space at once (the stream never touches host memory).
 // A copy between host and device memory may block the CPU until the stream reaches it (pageable memory):
 // the library's own collectives never mix the two.
 struct nccl_stream_copy {
