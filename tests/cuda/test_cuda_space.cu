@@ -54,24 +54,6 @@ struct twin {
   }
 };
 
-std::size_t piece_size(std::uint64_t seed, std::size_t i) {
-  const std::uint64_t r = redist::test::draw(seed, i, 1);
-  switch (r % 6) {
-    case 0:
-      return 0;
-    case 1:
-      return r % 17;
-    case 2:
-      return 256;
-    case 3:
-      return r % 5000;
-    case 4:
-      return 16384 + r % 100;
-    default:
-      return r % (1u << 20);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("cuda_space: gather, scatter and cross copies of thousands of pieces, one launch each") {
@@ -84,7 +66,7 @@ TEST_CASE("cuda_space: gather, scatter and cross copies of thousands of pieces, 
     for (std::size_t i = 0; i < n; ++i) {
       at += redist::test::draw(seed, i, 2) % 48;
       offsets[i] = at;
-      sizes[i] = piece_size(seed, i) / (i % 7 == 0 ? 1 : 64);
+      sizes[i] = redist::test::piece_size(seed, i, std::size_t{1} << 20) / (i % 7 == 0 ? 1 : 64);
       at += sizes[i];
       total += sizes[i];
     }

@@ -2,6 +2,7 @@
 // their contents and their expectations alike, independently of the code under test.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace redist::test {
@@ -19,6 +20,26 @@ inline std::uint64_t mix(std::uint64_t a, std::uint64_t b, std::uint64_t c) { re
 // A deterministic draw every rank computes alike from the seed and up to three keys.
 inline std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0) {
   return mix(seed ^ a, b, c);
+}
+
+// The size of piece i of a drawn list, as a step's samples come: empty, a few bytes, 256 B, a few KiB, just
+// over 16 KiB, or anything below `largest`.
+inline std::size_t piece_size(std::uint64_t seed, std::size_t i, std::size_t largest) {
+  const std::uint64_t r = draw(seed, i, 1);
+  switch (r % 6) {
+    case 0:
+      return 0;
+    case 1:
+      return r % 17;
+    case 2:
+      return 256;
+    case 3:
+      return r % 5000;
+    case 4:
+      return 16384 + r % 100;
+    default:
+      return r % largest;
+  }
 }
 
 }  // namespace redist::test

@@ -29,23 +29,6 @@ std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
-// Piece sizes from 0 to a few tiles, small ones most often, as a step's samples come.
-std::size_t piece_size(std::uint64_t seed, std::size_t i) {
-  const std::uint64_t r = redist::test::draw(seed, i, 1);
-  switch (r % 5) {
-    case 0:
-      return 0;
-    case 1:
-      return r % 17;
-    case 2:
-      return 256;
-    case 3:
-      return r % 3000;
-    default:
-      return r % (3 * d::copy_tile_bytes + 100);
-  }
-}
-
 void run_copies(std::span<const d::copy_piece> table) {
   d::run_table_on_host(
       table, [](const d::copy_piece& p, std::size_t index, unsigned lane) { d::copy_tile(p, index, lane); });
@@ -56,7 +39,8 @@ void run_copies(std::span<const d::copy_piece> table) {
 TEST_CASE("piece tables: every tile is found in its piece, pieces without tiles skipped") {
   for (std::uint64_t seed = 0; seed < 20; ++seed) {
     std::vector<d::copy_piece> pieces;
-    for (std::size_t i = 0; i < 1 + seed * 7; ++i) pieces.push_back({nullptr, nullptr, piece_size(seed, i)});
+    for (std::size_t i = 0; i < 1 + seed * 7; ++i)
+      pieces.push_back({nullptr, nullptr, redist::test::piece_size(seed, i, 3 * d::copy_tile_bytes + 100)});
     std::vector<std::size_t> prefix;
     const std::size_t tiles = d::tile_prefix(std::span<const d::copy_piece>(pieces), prefix);
     std::size_t t = 0;
@@ -95,7 +79,8 @@ TEST_CASE("piece tables: gather, scatter and cross tables match the host space a
     const std::size_t n = 3 + seed * 11;
     std::vector<std::size_t> sizes(n);
     std::size_t total = 0;
-    for (std::size_t i = 0; i < n; ++i) total += sizes[i] = piece_size(seed + 100, i);
+    for (std::size_t i = 0; i < n; ++i)
+      total += sizes[i] = redist::test::piece_size(seed + 100, i, 3 * d::copy_tile_bytes + 100);
     const std::size_t slack = 64;
     const auto src = random_bytes(total + n * slack, seed);
     // Pieces at shifting offsets so that source and block alignments differ and agree in turn.
@@ -133,7 +118,8 @@ TEST_CASE("piece tables: gather, scatter and cross tables match the host space a
     std::vector<std::byte> dst_want(total + 2 * n, std::byte{1}), dst_got(total + 2 * n, std::byte{1});
     std::size_t left = total, pos = 0;
     for (std::size_t i = 0; left != 0; ++i) {
-      const std::size_t len = std::min(left, piece_size(seed + 200, i));
+      const std::size_t len =
+          std::min(left, redist::test::piece_size(seed + 200, i, 3 * d::copy_tile_bytes + 100));
       cut_want.push_back({dst_want.data() + pos, len});
       cut_got.push_back({dst_got.data() + pos, len});
       pos += len + 1;
