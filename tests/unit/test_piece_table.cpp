@@ -133,6 +133,32 @@ TEST_CASE("piece tables: gather, scatter and cross tables match the host space a
   }
 }
 
+TEST_CASE("piece tables: pieces without a source write zeros at every alignment, as the host space does") {
+  for (std::uint64_t seed = 0; seed < 12; ++seed) {
+    const std::size_t n = 2 + seed * 5;
+    const auto src_bytes = random_bytes(4 * d::copy_tile_bytes, seed + 1);
+    auto want = random_bytes(n * (3 * d::copy_tile_bytes + 200), seed);
+    auto got = want;
+    std::vector<d::copy_piece> want_table, got_table;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      at += redist::test::draw(seed, i, 5) % 40;
+      const std::size_t len = redist::test::piece_size(seed + 300, i, 3 * d::copy_tile_bytes + 100);
+      // Copies and zero pieces interleaved, as a packing with padding lists them.
+      const std::byte* src = i % 2 == 0 ? nullptr : src_bytes.data() + (at + len) % 64;
+      want_table.push_back({src, want.data() + at, len});
+      got_table.push_back({src, got.data() + at, len});
+      at += len + 64;
+    }
+    host_space::run(want_table);
+    run_copies(got_table);
+    REQUIRE(got == want);
+    for (const auto& p : want_table)
+      if (p.src == nullptr)
+        REQUIRE(std::all_of(p.dst, p.dst + p.bytes, [](std::byte b) { return b == std::byte{0}; }));
+  }
+}
+
 TEST_CASE("piece tables: float32 casts and their padding match the host space for every dtype") {
   for (std::size_t k = 0; k < redist::dtype_count; ++k) {
     const auto t = static_cast<dtype>(k);

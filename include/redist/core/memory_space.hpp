@@ -33,7 +33,8 @@ struct segment {
 
 namespace detail {
 
-// One copy of a table: bytes bytes from src to dst (see host_space::run).
+// One copy of a table: bytes bytes from src to dst, or bytes zero bytes at dst when src is null (see
+// host_space::run).
 struct copy_piece {
   const std::byte* src;
   std::byte* dst;
@@ -182,7 +183,12 @@ struct host_space {
 
   // A whole table of copies, or of casts one way (a device space runs each in one kernel launch).
   static void run(std::span<const detail::copy_piece> table) noexcept {
-    for (const auto& p : table) copy(p.dst, p.src, p.bytes);
+    for (const auto& p : table) {
+      if (p.src != nullptr)
+        copy(p.dst, p.src, p.bytes);
+      else
+        fill(p.dst, p.bytes);
+    }
   }
   static void run(std::span<const detail::cast_piece> table, detail::cast_direction d) noexcept {
     for (const auto& p : table) {
@@ -194,6 +200,10 @@ struct host_space {
       fill(p.dst + p.count * sizeof(float), p.pad * sizeof(float));
     }
   }
+
+  // n bytes of this space's memory at `from` into host memory at `to`, complete on return (what the host
+  // reads of a result: a device space waits for its stream).
+  static void to_host(std::byte* to, const std::byte* from, std::size_t n) noexcept { copy(to, from, n); }
 
   // Staging memory of this space: uninitialized, aligned for any element type.
   static std::byte* allocate(std::size_t n) {

@@ -89,14 +89,30 @@ REDIST_HOST_DEVICE inline void move16(std::byte* dst, const std::byte* src) noex
 #endif
 }
 
-// Lane `lane` of tile_lanes copies its share of tile `index` of piece p: lanes take consecutive bytes and
-// vectors, so a warp's accesses coalesce.
+REDIST_HOST_DEVICE inline void zero16(std::byte* dst) noexcept {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<vector16*>(dst) = vector16{};
+#else
+  for (int i = 0; i < 16; ++i) dst[i] = std::byte{0};
+#endif
+}
+
+// Lane `lane` of tile_lanes copies its share of tile `index` of piece p (or writes zeros, for a piece
+// without a source): lanes take consecutive bytes and vectors, so a warp's accesses coalesce.
 REDIST_HOST_DEVICE inline void copy_tile(const copy_piece& p, std::size_t index, unsigned lane) noexcept {
   const std::size_t begin = index * copy_tile_bytes;
   const std::size_t end = p.bytes - begin < copy_tile_bytes ? p.bytes : begin + copy_tile_bytes;
-  const std::byte* src = p.src + begin;
   std::byte* dst = p.dst + begin;
   const std::size_t bytes = end - begin;
+  if (p.src == nullptr) {
+    const auto at = reinterpret_cast<std::uintptr_t>(dst);
+    const byte_split z = split_for_vectors(at, at, bytes);
+    for (std::size_t i = lane; i < z.head; i += tile_lanes) dst[i] = std::byte{0};
+    for (std::size_t i = lane; i < z.vectors; i += tile_lanes) zero16(dst + z.head + 16 * i);
+    for (std::size_t i = z.head + z.vectors * 16 + lane; i < bytes; i += tile_lanes) dst[i] = std::byte{0};
+    return;
+  }
+  const std::byte* src = p.src + begin;
   const byte_split s =
       split_for_vectors(reinterpret_cast<std::uintptr_t>(src), reinterpret_cast<std::uintptr_t>(dst), bytes);
   for (std::size_t i = lane; i < s.head; i += tile_lanes) dst[i] = src[i];

@@ -18,6 +18,10 @@ class copy_list {
   void copy(std::byte* dst, const std::byte* src, std::size_t n) {
     if (n != 0) copies_.push_back({src, dst, n});
   }
+  // n zero bytes at dst (padding), in the table of copies.
+  void zero(std::byte* dst, std::size_t n) {
+    if (n != 0) copies_.push_back({nullptr, dst, n});
+  }
   // Elements [first, first + count) of a dtype t array at src cast to float32 at dst, and back.
   void to_f32(dtype t, const std::byte* src, std::size_t first, std::size_t count, std::byte* dst) {
     if (count != 0) to_f32_.push_back({src, dst, first, count, 0, t});

@@ -1,8 +1,9 @@
 // redist::cuda_space, the CUDA memory space: every byte copy the library makes in device memory, ordered on
 // one stream. Copies and fills are cudaMemcpyAsync / cudaMemsetAsync; gathers, scatters, cross copies and
 // the float32 casts of many pieces are one piece table and one kernel launch, never a launch or a copy per
-// piece. Nothing here synchronizes the device or the stream: the host waits, at most, for its own upload of
-// the table before last to finish before it overwrites that pinned buffer.
+// piece. Nothing here synchronizes the device, and only to_host() (a result the host reads) waits for the
+// stream; otherwise the host waits, at most, for its own upload of the table before last to finish before it
+// overwrites that pinned buffer.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -109,6 +110,21 @@ class cuda_space {
     if (n != 0)
       detail::cuda_check(cudaMemsetAsync(to, static_cast<int>(value), n, stream_), "cudaMemsetAsync");
   }
+  // Device memory into host memory, complete on return: the copy, then a wait for this stream alone (what
+  // the host reads of a result; the stream's earlier work comes first).
+  void to_host(std::byte* to, const std::byte* from, std::size_t n) const {
+    if (n == 0) return;
+    copy(to, from, n);
+    detail::cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+  // Orders this stream's later work after the work queued on `other`'s stream so far (an event recorded
+  // there and waited for here, on the device: the host does not wait).
+  void after(const cuda_space& other) const {
+    if (other.stream_ == stream_) return;
+    state_->marker.record(other.stream_);
+    detail::cuda_check(cudaStreamWaitEvent(stream_, state_->marker.native(), 0), "cudaStreamWaitEvent");
+  }
+
   void gather(std::span<const const_segment> pieces, std::byte* to) const {
     auto& table = fresh_table();
     detail::gather_table(pieces, to, table);
@@ -162,6 +178,7 @@ class cuda_space {
   struct state {
     explicit state(cudaStream_t s) : uploads(s) {}
     detail::table_uploads uploads;
+    detail::cuda_event marker;  // after()'s point on another stream
     std::vector<detail::copy_piece> table;  // a gather's or scatter's, built per call
     std::vector<std::size_t> prefix;
     std::size_t launches = 0;
