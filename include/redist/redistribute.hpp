@@ -19,6 +19,7 @@
 #include "redist/staging/byte_staging.hpp"
 #include "redist/staging/float32_staging.hpp"
 #include "redist/staging/policy.hpp"
+#include "redist/staging/space_call.hpp"
 
 namespace redist {
 
@@ -98,7 +99,7 @@ void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, tensor_like Tensor>
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts = {}) {
-  detail::require_host_space<Tensor>();
+  detail::require_space<Tensor, host_space>();
   if constexpr (tensor_space<Tensor> == memory_space::host)
     redistribute<Staging, Policies...>(comm, store, p, cat, opts, space_of<Tensor>{});
 }
@@ -106,7 +107,7 @@ template <staging_policy Staging = byte_staging, class... Policies, communicator
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
                                     const std::vector<sample_id>& wanted,
                                     const redistribute_options& opts = {}) {
-  detail::require_host_space<Tensor>();
+  detail::require_space<Tensor, host_space>();
   if constexpr (tensor_space<Tensor> == memory_space::host)
     return redistribute<Staging, Policies...>(comm, local, wanted, opts, space_of<Tensor>{});
   else
@@ -116,7 +117,7 @@ template <staging_policy Staging = byte_staging, class... Policies, communicator
 void redistribute_into(const Comm& comm, const sequence_batch<Tensor>& local,
                        const std::vector<sample_id>& wanted, sequence_batch<Tensor>& out,
                        const redistribute_options& opts = {}) {
-  detail::require_host_space<Tensor>();
+  detail::require_space<Tensor, host_space>();
   if constexpr (tensor_space<Tensor> == memory_space::host)
     redistribute_into<Staging, Policies...>(comm, local, wanted, out, opts, space_of<Tensor>{});
 }

@@ -1,8 +1,9 @@
 // MPI tests of the engine's device path without a GPU, on the stand-in device of sim_device.hpp (a tensor
-// type whose traits say `device`, and a memory space standing in for the CUDA space). The one-call form, both stagings and every pattern, into a new or reused result, on the world and
-// backwards, must give the host path's bytes exactly; no byte copy reaches host memory; the tables per call
-// do not grow with the samples (one per phase, never one per piece); and a space on another stream than the
-// communicator's is the rank's problem (agreed like any other).
+// type whose traits say `device`, and a memory space standing in for the CUDA space). The one-call form, both
+// stagings and every pattern, into a new or reused result, on the world and backwards, must give the host
+// path's bytes exactly; no byte copy reaches host memory; the tables per call do not grow with the samples
+// (one per phase, never one per piece); and a space on another stream than the communicator's is the rank's
+// problem (agreed like any other).
 #include <doctest/doctest.h>
 #include <mpi.h>
 
@@ -24,8 +25,8 @@ using redist::dtype;
 using redist::host_tensor;
 using redist::sample_id;
 using redist::test::host_batch;
-using redist::test::make_host;
 using redist::test::host_touches;
+using redist::test::make_host;
 using redist::test::same;
 using redist::test::sim_space;
 using redist::test::sim_tensor;
@@ -96,9 +97,10 @@ TEST_CASE(
 
 TEST_CASE("device path: a memory space on another stream than the communicator's is the rank's problem") {
   sim_space space;
-  CHECK(redist::detail::space_problem(streamed{3}, space).empty());
+  CHECK(redist::detail::space_problem("redist::redistribute", streamed{3}, space).empty());
   space.stream_id = 2;
-  CHECK(redist::detail::space_problem(streamed{3}, space) ==
+  CHECK(redist::detail::space_problem("redist::redistribute", streamed{3}, space) ==
         "redist::redistribute: rank 3 passes a memory space on another stream than its communicator's");
-  CHECK(redist::detail::space_problem(redist::mpi_communicator(MPI_COMM_WORLD), space).empty());  // no stream
+  CHECK(redist::detail::space_problem("redist::redistribute", redist::mpi_communicator(MPI_COMM_WORLD), space)
+            .empty());  // no stream
 }

@@ -22,6 +22,7 @@
 #include "redist/plan/steps.hpp"
 #include "redist/redistribute/check.hpp"
 #include "redist/redistribute/output.hpp"
+#include "redist/staging/space_call.hpp"
 #include "redist/steps/all_to_all.hpp"
 #include "redist/steps/broadcast.hpp"
 #include "redist/steps/context.hpp"
@@ -106,44 +107,13 @@ std::string problem_before_transfer(const Comm& comm, const sample_store<Tensor>
   return problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
 }
 
-// Device tensors name the memory space of their stream; the forms without one are for host tensors.
-template <class Tensor>
-constexpr void require_host_space() {
-  static_assert(
-      tensor_space<Tensor> == memory_space::host,
-      "redist::redistribute: device tensors need the memory space of the stream the call is ordered "
-      "on: pass a redist::cuda_space (redist/core/cuda/space.cuh) after the options");
-}
-
-// While the call runs, the tensors it makes are allocated on the space's stream, where it has one.
-struct no_allocation_scope {};
-template <class Space>
-auto allocation_scope(const Space& space) {
-  if constexpr (requires { space.allocation_scope(); })
-    return space.allocation_scope();
-  else
-    return no_allocation_scope{};
-}
-
-// A problem of this rank's call that its memory space sees: the space's stream must be the communicator's
-// when both have one, or the transfers would not be ordered after the packing.
-template <class Comm, class Space>
-std::string space_problem(const Comm& comm, const Space& space) {
-  if constexpr (requires { comm.stream() == space.stream(); }) {
-    if (comm.stream() != space.stream())
-      return str("redist::redistribute: rank ", comm.rank(), " passes a memory space on another stream than ",
-                 "its communicator's");
-  }
-  return {};
-}
-
 // The agreement of redistribute() (this rank's `problem`, found by the caller, agreed with `call`), then the
 // steps, every byte copy made by `space`. With `out`, arriving pairs it wants land there.
 template <class Staging, class... Policies, class Comm, class Tensor>
 void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
              const redistribute_options& opts, sequence_batch<Tensor>* out, const call_description& call,
              std::string problem, const space_of<Tensor>& space) {
-  if (problem.empty()) problem = space_problem(comm, space);
+  if (problem.empty()) problem = space_problem("redist::redistribute", comm, space);
   agree(comm, "redist::redistribute", problem, call);
 
   std::optional<output_sink<Tensor>> sink;
