@@ -91,6 +91,11 @@ struct sim_space {
     ++count->reads;
     redist::host_space::copy(to, from, n);
   }
+  void from_host(std::byte* to, const std::byte* from, std::size_t n) const {
+    touch(to, n);
+    if (on_device(from, n) && n != 0) ++host_touches;  // the source must be host memory
+    redist::host_space::copy(to, from, n);
+  }
   void after(const sim_space& other) const {
     if (other.stream_id != stream_id) ++count->orderings;
   }

@@ -204,6 +204,8 @@ struct host_space {
   // n bytes of this space's memory at `from` into host memory at `to`, complete on return (what the host
   // reads of a result: a device space waits for its stream).
   static void to_host(std::byte* to, const std::byte* from, std::size_t n) noexcept { copy(to, from, n); }
+  // n bytes of host memory at `from` into this space's memory at `to`; `from` may be reused on return.
+  static void from_host(std::byte* to, const std::byte* from, std::size_t n) noexcept { copy(to, from, n); }
 
   // Staging memory of this space: uninitialized, aligned for any element type.
   static std::byte* allocate(std::size_t n) {

@@ -117,6 +117,10 @@ class cuda_space {
     copy(to, from, n);
     detail::cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
+  // Host memory into device memory, ordered on the stream. `from` may be reused on return: pageable memory
+  // is staged by the runtime before cudaMemcpyAsync returns; pinned memory is read by the copy itself, so
+  // pass pinned memory only where it stays untouched until the stream has passed the copy.
+  void from_host(std::byte* to, const std::byte* from, std::size_t n) const { copy(to, from, n); }
   // Orders this stream's later work after the work queued on `other`'s stream so far (an event recorded
   // there and waited for here, on the device: the host does not wait).
   void after(const cuda_space& other) const {
