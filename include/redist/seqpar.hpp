@@ -1,6 +1,6 @@
-// redist::seqpar: sequence-parallel (Ulysses) operations on host tensors: the all-to-all that trades a split
-// dim for a gathered one, slicing and gathering a zero-padded sequence, and a rotating double-buffered
-// broadcast.
+// redist::seqpar: sequence-parallel (Ulysses) operations on host or device tensors: the all-to-all that
+// trades a split dim for a gathered one, slicing and gathering a zero-padded sequence, and a rotating
+// double-buffered broadcast.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +36,7 @@
 #include "redist/staging/workspace.hpp"
 
 // Semantics (those of the sequence-parallel ops this replaces; P = comm.size(), r = comm.rank(); dims may be
-// negative and count from the end, as in PyTorch; tensors are dense, row-major, in host memory):
+// negative and count from the end, as in PyTorch; tensors are dense and row-major):
 //
 //   all_to_all(comm, x, scatter_dim, gather_dim)
 //     x is cut into P equal chunks along scatter_dim; chunk j goes to rank j; the chunks received are
@@ -44,7 +44,7 @@
 //     shape[gather_dim] * P (scatter_dim == gather_dim keeps the shape: rank r's chunk of every rank,
 //     stacked).
 //   all_to_all_into(comm, x, scatter_dim, gather_dim, out)
-//     The same into a tensor the caller owns. Every exchange takes an optional seqpar::workspace* last: its
+//     The same into a tensor the caller owns. Every exchange takes an optional workspace (see below): its
 //     staging buffer is kept between calls, so a loop that repeats an exchange allocates nothing.
 //   slice_inputs(comm, x, dim)
 //     Local, no communication. unit = ceil(n / P) for n = x.shape[dim]: x is zero-padded at the end of dim to
@@ -64,10 +64,15 @@
 //     The last dim is a fused projection [q | k | v] of 3 * D: it is viewed as [3, D], D is scattered and
 //     seq_dim gathered, and the result is fused again: last dim 3 * D / P = [q_r | k_r | v_r], rank r's
 //     heads of each of q, k and v. Sequence padding is cut as in gather_seq_scatter_heads.
-//   rotating_broadcast(comm, mine, use)
+//   rotating_broadcast(comm, mine, use [, space [, use_space]])
 //     Each rank in turn (k = 0 .. P - 1) broadcasts its own tree of tensors, whose structure and shapes may
 //     differ by rank; use(k, tree of rank k) is called on every rank in that order, while rank k + 1's
 //     transfer is already under way.
+//
+// Device tensors: every op takes the memory space of the stream the call is ordered on last (a
+// redist::cuda_space on the communicator's stream), after the workspace, which is then a
+// space_workspace<cuda_space> (workspace_for<Space>): e.g. all_to_all(comm, x, 2, 1, &ws, space). Packing
+// and unpacking are one table (one kernel launch) each; the output is allocated on that stream.
 //
 // Bad input (dims out of range, extents that do not divide, tensors or arguments that differ between ranks)
 // is one redist::error, the same on every rank, raised before any byte moves; the communicator stays usable.
@@ -76,7 +81,8 @@
 // allocates each received tree at its step: a rank that cannot is not recovered, as in dispatch.)
 namespace redist::seqpar {
 
-// The staging kept between calls (see redist::workspace): every exchange below takes one.
+// The staging kept between calls (see redist::workspace; for device tensors redist::space_workspace): every
+// exchange below takes one.
 using workspace = redist::workspace;
 
 }  // namespace redist::seqpar
@@ -93,46 +99,47 @@ namespace redist::seqpar {
 // Collective. Costs one allreduce (agreement on dtype, shape and dims) and one comm.alltoall.
 // Throws redist::error on every rank when a dim is out of range, x.shape[scatter_dim] is not divisible by the
 // ranks, the ranks' dtypes, shapes or dims differ, or a rank cannot allocate its output or staging.
-template <class Out = void, tensor_like In, communicator Comm>
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
 detail::seqpar::output_t<Out, In> all_to_all(const Comm& comm, const In& x, int scatter_dim, int gather_dim,
-                                             workspace* ws = nullptr) {
+                                             workspace_for<Space>* ws = nullptr, const Space& space = {}) {
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::all_to_all";
   return sp::run_exchange<sp::output_t<Out, In>>(
       who, x, comm, sp::all_to_all_args(x, scatter_dim, gather_dim),
-      sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()), ws);
+      sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()), ws, space);
 }
 
 // all_to_all into a tensor the caller owns (with `ws`, nothing is allocated: the form for loops that repeat
 // one exchange). out must have x's dtype and the result's shape, be contiguous and not overlap x; a rank
 // whose out is wrong makes every rank throw the same redist::error before any byte moves.
-template <tensor_like In, tensor_like Out, communicator Comm>
+template <tensor_like In, tensor_like Out, communicator Comm, class Space = host_space>
 void all_to_all_into(const Comm& comm, const In& x, int scatter_dim, int gather_dim, Out& out,
-                     workspace* ws = nullptr) {
+                     workspace_for<Space>* ws = nullptr, const Space& space = {}) {
   namespace sp = detail::seqpar;
-  sp::require_host_tensor<Out>();
+  sp::require_tensors<In, Out, Space>();
   constexpr const char* who = "redist::seqpar::all_to_all_into";
-  std::unique_ptr<std::byte[]> own;
+  sp::own_staging<Space> own(space);
   std::byte* staging = nullptr;
   const sp::a2a_layout l = sp::agreed_layout(
-      who, x, comm, sp::all_to_all_args(x, scatter_dim, gather_dim),
+      who, x, comm, space, sp::all_to_all_args(x, scatter_dim, gather_dim),
       sp::all_to_all_layout(who, scatter_dim, gather_dim, comm.size()), [&](const sp::a2a_layout& lay) {
         sp::check_output(who, x, out, lay);
         detail::allocating(who, comm.rank(), "its output or staging",
                            [&] { staging = sp::reserve_staging(lay, ws, own); });
       });
-  sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, staging);
+  sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, staging, space);
 }
 
 // This rank's slice of x along dim: rows [r * unit, (r + 1) * unit) of x zero-padded at the end of dim to
 // P * unit rows, unit = ceil(x.shape[dim] / P). Local: communicates nothing (comm gives the rank and size),
 // so a bad dim throws on the ranks that pass it.
-template <class Out = void, tensor_like In, communicator Comm>
-detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, int dim) {
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
+detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, int dim,
+                                               const Space& space = {}) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;
-  sp::require_host_tensor<In>();
-  sp::require_host_tensor<Result>();
+  sp::require_tensors<In, Result, Space>();
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   constexpr const char* who = "redist::seqpar::slice_inputs";
   sp::check_contiguous(who, "x", x);
   const sp::shape_t shape = sp::shape_of(x);
@@ -142,8 +149,10 @@ detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, in
   out_shape[d] = (shape[d] + P - 1) / P;
   const dtype type = tensor_traits<In>::dtype(x);
   Result out = sp::allocate<Result>(type, out_shape);
+  detail::phase_copies<Space> copies;
   sp::slice_rows(shape, size_of(type), d, static_cast<std::size_t>(comm.rank()), static_cast<std::size_t>(P),
-                 sp::bytes_of(x), sp::bytes_of(out));
+                 sp::bytes_of(x), sp::bytes_of(out), copies);
+  copies.run(space);
   return out;
 }
 
@@ -153,13 +162,13 @@ detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, in
 // exchange, received straight into the output when dim is 0 (or every dim before it has extent 1) and
 // nothing is cut, else through one buffer. Throws redist::error on every rank when dim is out of range,
 // unpadded_size does not fit, or the ranks' dtypes, shapes, dims or unpadded_size differ.
-template <class Out = void, tensor_like In, communicator Comm>
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
 detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, int dim,
-                                                 std::int64_t unpadded_size) {
+                                                 std::int64_t unpadded_size, const Space& space = {}) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;
-  sp::require_host_tensor<In>();
-  sp::require_host_tensor<Result>();
+  sp::require_tensors<In, Result, Space>();
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   constexpr const char* who = "redist::seqpar::gather_outputs";
   const sp::shape_t shape = sp::shape_of(x);
   const dtype type = tensor_traits<In>::dtype(x);
@@ -169,8 +178,9 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
   std::size_t outer = 0, rows = 0, inner = 0;
   const auto keep_rows = static_cast<std::size_t>(unpadded_size);
   std::optional<Result> out;
-  std::unique_ptr<std::byte[]> scratch;  // the padding rows received, dropped
-  const std::string problem = detail::problem_of([&] {
+  sp::own_staging<Space> scratch(space);  // the padding rows received, dropped
+  std::byte* spare = nullptr;
+  std::string problem = detail::problem_of([&] {
     sp::check_contiguous(who, "x", x);
     const std::size_t d = sp::dim_index(who, "dim", dim, shape.size());
     sp::check_unpadded(who, "unpadded_size", unpadded_size, shape[d] * P, P);
@@ -182,9 +192,10 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
     inner = sp::product(shape, d + 1, shape.size()) * elem;
     detail::allocating(who, comm.rank(), "its output or staging", [&] {
       out.emplace(sp::allocate<Result>(type, out_shape));
-      scratch.reset(new std::byte[outer * (rows * n - keep_rows) * inner + 1]);
+      spare = scratch.get(outer * (rows * n - keep_rows) * inner + 1);
     });
   });
+  if (problem.empty()) problem = detail::space_problem(who, comm, space);
   detail::agree(comm, who, problem,
                 sp::describe_x(who, type, shape,
                                detail::call_description()
@@ -196,7 +207,6 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
   // those beyond unpadded_size in a scratch area of their own (segments must not overlap).
   std::vector<std::vector<const_segment>> send(n, std::vector<const_segment>{{sp::bytes_of(x), mine}});
   std::vector<std::vector<segment>> recv(n);
-  std::byte* spare = scratch.get();
   std::byte* at = sp::bytes_of(*out);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t first = i * rows;
@@ -210,7 +220,7 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
     }
   }
   detail::exchange_segments(comm, std::span<const std::vector<const_segment>>(send),
-                            std::span<const std::vector<segment>>(recv));
+                            std::span<const std::vector<segment>>(recv), space);
   return std::move(*out);
 }
 
@@ -219,11 +229,12 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
 // rounded up to a multiple of P) is cut to its first unpadded_seq_len rows while it is unpacked. Collective:
 // as all_to_all; throws redist::error on every rank when the dims are out of range or equal, the heads do not
 // divide by the ranks, unpadded_seq_len does not fit, or the ranks' calls differ.
-template <class Out = void, tensor_like In, communicator Comm>
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
 detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const Comm& comm, const In& x, int seq_dim,
                                                            int head_dim,
                                                            std::optional<std::int64_t> unpadded_seq_len = {},
-                                                           workspace* ws = nullptr) {
+                                                           workspace_for<Space>* ws = nullptr,
+                                                           const Space& space = {}) {
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::gather_seq_scatter_heads";
   const std::size_t rank = tensor_traits<In>::rank(x);
@@ -247,7 +258,7 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const Comm& comm, con
         return sp::make_layout(who, s, e, hd, sd, static_cast<std::size_t>(P), s[hd],
                                unpadded_seq_len.value_or(gathered));
       },
-      ws);
+      ws, space);
 }
 
 // The way back from gather_seq_scatter_heads: the sequence is zero-padded at its end to S' = x.shape[seq_dim]
@@ -255,9 +266,10 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads(const Comm& comm, con
 // head_dim): rank r gets sequence rows [r * S' / P, (r + 1) * S' / P) of all P * x.shape[head_dim] heads.
 // Collective: as all_to_all; throws redist::error on every rank when the dims are out of range or equal, or
 // the ranks' calls differ.
-template <class Out = void, tensor_like In, communicator Comm>
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
 detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const Comm& comm, const In& x, int head_dim,
-                                                           int seq_dim, workspace* ws = nullptr) {
+                                                           int seq_dim, workspace_for<Space>* ws = nullptr,
+                                                           const Space& space = {}) {
   namespace sp = detail::seqpar;
   constexpr const char* who = "redist::seqpar::gather_heads_scatter_seq";
   const std::size_t rank = tensor_traits<In>::rank(x);
@@ -274,7 +286,7 @@ detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const Comm& comm, con
         return sp::make_layout(who, s, e, sd, hd, static_cast<std::size_t>(P), sp::round_up(s[sd], P),
                                s[hd] * P);
       },
-      ws);
+      ws, space);
 }
 
 // The fused-projection form: qkv's last dim is [q | k | v], 3 * D wide. It is viewed as [.., 3, D]; D is
@@ -282,23 +294,23 @@ detail::seqpar::output_t<Out, In> gather_heads_scatter_seq(const Comm& comm, con
 // of each of q, k and v, fused again: output last dim 3 * D / P = [q_r | k_r | v_r], seq_dim P * its extent
 // (cut to unpadded_seq_len when given, as in gather_seq_scatter_heads). seq_dim must not be the last dim.
 // Collective: as all_to_all.
-template <class Out = void, tensor_like In, communicator Comm>
+template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
 detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
     const Comm& comm, const In& qkv, int seq_dim, std::optional<std::int64_t> unpadded_seq_len = {},
-    workspace* ws = nullptr) {
+    workspace_for<Space>* ws = nullptr, const Space& space = {}) {
   namespace sp = detail::seqpar;
   using Result = sp::output_t<Out, In>;
-  sp::require_host_tensor<In>();
-  sp::require_host_tensor<Result>();
+  sp::require_tensors<In, Result, Space>();
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   constexpr const char* who = "redist::seqpar::gather_seq_scatter_heads_qkv";
   const sp::shape_t shape = sp::shape_of(qkv);
   const dtype type = tensor_traits<In>::dtype(qkv);
   const std::int64_t P = comm.size();
   sp::a2a_layout l;
   std::optional<Result> out;
-  std::unique_ptr<std::byte[]> own;
+  sp::own_staging<Space> own(space);
   std::byte* staging = nullptr;
-  const std::string problem = detail::problem_of([&] {
+  std::string problem = detail::problem_of([&] {
     sp::check_contiguous(who, "qkv", qkv);
     const std::size_t sd = sp::dim_index(who, "seq_dim", seq_dim, shape.size());
     const std::size_t last = shape.size() - 1;
@@ -327,12 +339,13 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
       staging = sp::reserve_staging(l, ws, own);
     });
   });
+  if (problem.empty()) problem = detail::space_problem(who, comm, space);
   detail::agree(comm, who, problem,
                 sp::describe_x(who, type, shape,
                                detail::call_description()
                                    .add("seq_dim", sp::normalized(seq_dim, shape.size()))
                                    .add("unpadded_seq_len", sp::optional_text(unpadded_seq_len))));
-  sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging);
+  sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging, space);
   return std::move(*out);
 }
 

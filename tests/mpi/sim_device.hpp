@@ -99,6 +99,26 @@ struct sim_space {
   void after(const sim_space& other) const {
     if (other.stream_id != stream_id) ++count->orderings;
   }
+  void gather(std::span<const redist::const_segment> pieces, std::byte* to) const {
+    std::size_t n = 0;
+    for (const auto& s : pieces) {
+      touch(s.data, s.bytes);
+      n += s.bytes;
+    }
+    touch(to, n);
+    ++count->tables;
+    redist::host_space::gather(pieces, to);
+  }
+  void scatter(const std::byte* from, std::span<const redist::segment> pieces) const {
+    std::size_t n = 0;
+    for (const auto& s : pieces) {
+      touch(s.data, s.bytes);
+      n += s.bytes;
+    }
+    touch(from, n);
+    ++count->tables;
+    redist::host_space::scatter(from, pieces);
+  }
   void copy_pieces(std::span<const redist::const_segment> from, std::span<const redist::segment> to) const {
     for (const auto& s : from) touch(s.data, s.bytes);
     for (const auto& s : to) touch(s.data, s.bytes);

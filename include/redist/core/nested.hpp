@@ -137,7 +137,7 @@ nested<Tensor> decode_node(metadata_reader& r, int depth) {
     case nested_kind::list: {
       typename nested<Tensor>::list items(r.count("list length", 1));
       for (auto& child : items) child = decode_node<Tensor>(r, depth + 1);
-      return items;
+      return nested<Tensor>(std::move(items));  // moved explicitly: nvcc does not move into a by-value ctor
     }
     case nested_kind::fields: {
       typename nested<Tensor>::fields named(r.count("field count", 2));
@@ -145,7 +145,7 @@ nested<Tensor> decode_node(metadata_reader& r, int depth) {
         f.name = r.string("field name");
         f.value = decode_node<Tensor>(r, depth + 1);
       }
-      return named;
+      return nested<Tensor>(std::move(named));
     }
     case nested_kind::tensor: {
       const std::uint8_t code = r.u8("dtype");

@@ -1,5 +1,6 @@
 // seqpar's exchange: the agreement on a call (the op, x's dtype and shape, its dims), the output and staging
-// allocated before it, and the one comm.alltoall of equal blocks, packed and unpacked by the layout.
+// allocated before it, and the one comm.alltoall of equal blocks, packed and unpacked by the layout in the
+// tensors' memory space.
 #pragma once
 
 #include <algorithm>
@@ -19,26 +20,34 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/seqpar/layout.hpp"
+#include "redist/staging/copy_list.hpp"
+#include "redist/staging/space_call.hpp"
 #include "redist/staging/workspace.hpp"
 
 namespace redist::detail::seqpar {
 
 // One comm.alltoall of equal blocks, from x itself or a packed buffer, into the output itself or a buffer
-// unpacked afterwards; staging holds staging_bytes(l) bytes (see reserve_staging).
-template <class Comm>
-void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm, std::byte* staging) {
+// unpacked afterwards (each one table of `space`); staging holds staging_bytes(l) bytes (see
+// reserve_staging).
+template <class Comm, class Space>
+void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm, std::byte* staging,
+              const Space& space) {
   if (l.block == 0) return;  // every rank agreed on the shape: every rank skips
   const std::size_t total = l.block * l.ranks;
   std::byte* buffer = staging;
   const std::byte* send = x;
+  phase_copies<Space> copies;
   if (!l.send_in_place) {
-    pack(l, x, buffer);
+    pack(l, x, buffer, copies);
+    copies.run(space);
     send = buffer;
     buffer += total;
   }
   std::byte* recv = l.recv_in_place ? out : buffer;
   comm.alltoall(std::span(send, total), std::span(recv, total), l.block);
-  if (!l.recv_in_place) unpack(l, recv, out);
+  if (l.recv_in_place) return;
+  unpack(l, recv, out, copies);
+  copies.run(space);
 }
 
 inline std::string optional_text(std::optional<std::int64_t> v) { return v ? str(*v) : "none"; }
@@ -52,38 +61,40 @@ inline call_description describe_x(const char* who, dtype type, std::span<const 
 }
 
 // Checks x, computes the layout with make(shape, elem) (which throws on bad arguments), runs check(layout)
-// (which throws on a bad output tensor), and agrees on the call: extra describes the arguments beyond x.
-template <class In, class Comm, class Make, class Check>
-a2a_layout agreed_layout(const char* who, const In& x, const Comm& comm, const call_description& extra,
-                         Make make, Check check) {
-  require_host_tensor<In>();
+// (which throws on a bad output tensor), and agrees on the call, the space's stream check included: extra
+// describes the arguments beyond x.
+template <class In, class Comm, class Space, class Make, class Check>
+a2a_layout agreed_layout(const char* who, const In& x, const Comm& comm, const Space& space,
+                         const call_description& extra, Make make, Check check) {
   const shape_t shape = shape_of(x);
   const dtype type = tensor_traits<In>::dtype(x);
   a2a_layout l;
-  const std::string problem = detail::problem_of([&] {
+  std::string problem = detail::problem_of([&] {
     check_contiguous(who, "x", x);
     l = make(shape, size_of(type));
     check(l);
   });
+  if (problem.empty()) problem = space_problem(who, comm, space);
   agree(comm, who, problem, describe_x(who, type, shape, extra));
   return l;
 }
 
 // The all-to-all behind the public exchanges that return a new tensor.
-template <class Out, class In, class Comm, class Make>
+template <class Out, class In, class Comm, class Space, class Make>
 Out run_exchange(const char* who, const In& x, const Comm& comm, const call_description& extra, Make make,
-                 redist::workspace* ws) {
-  require_host_tensor<Out>();
+                 workspace_for<Space>* ws, const Space& space) {
+  require_tensors<In, Out, Space>();
+  [[maybe_unused]] const auto scope = allocation_scope(space);
   std::optional<Out> out;
-  std::unique_ptr<std::byte[]> own;
+  own_staging<Space> own(space);
   std::byte* staging = nullptr;
-  const a2a_layout l = agreed_layout(who, x, comm, extra, make, [&](const a2a_layout& lay) {
+  const a2a_layout l = agreed_layout(who, x, comm, space, extra, make, [&](const a2a_layout& lay) {
     detail::allocating(who, comm.rank(), "its output or staging", [&] {
       out.emplace(allocate<Out>(tensor_traits<In>::dtype(x), lay.out));
       staging = reserve_staging(lay, ws, own);
     });
   });
-  exchange(l, bytes_of(x), bytes_of(*out), comm, staging);
+  exchange(l, bytes_of(x), bytes_of(*out), comm, staging, space);
   return std::move(*out);
 }
 

@@ -19,6 +19,9 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/text.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/copy_list.hpp"
+#include "redist/staging/space_call.hpp"
 #include "redist/staging/workspace.hpp"
 
 namespace redist::detail::seqpar {
@@ -34,12 +37,15 @@ shape_t shape_of(const T& t) {
   return s;
 }
 
-template <class T>
-constexpr void require_host_tensor() {
-  static_assert(tensor_like<T>, "redist::seqpar: the tensor type does not satisfy redist::tensor_like");
-  static_assert(tensor_space<T> == memory_space::host,
-                "redist::seqpar: the tensor type lives in device memory; these operations pack and unpack "
-                "bytes on the host");
+// The tensors of a call and the memory space it runs in: both tensor types in that space, named by the call
+// when it is a device space (see require_space).
+template <class In, class Out, class Space>
+constexpr void require_tensors() {
+  static_assert(tensor_like<In> && tensor_like<Out>,
+                "redist::seqpar: the tensor type does not satisfy redist::tensor_like");
+  static_assert(tensor_space<In> == tensor_space<Out>,
+                "redist::seqpar: the input and the output tensor types live in different memory spaces");
+  require_space<In, Space>();
 }
 
 // The tensor type an operation returns: Out when given, else the input's type if it can allocate, else
@@ -79,11 +85,6 @@ inline std::int64_t normalized(std::int64_t dim, std::size_t rank) {
 }
 
 // ---- byte movement ----------------------------------------------------------------------------------------
-
-inline void copy(const std::byte* from, std::size_t n, std::byte* to) noexcept {
-  host_space::copy(to, from, n);
-}
-inline void zero(std::byte* to, std::size_t n) noexcept { host_space::fill(to, n); }
 
 inline std::size_t product(std::span<const std::int64_t> s, std::size_t begin, std::size_t end) {
   std::size_t n = 1;
@@ -141,8 +142,10 @@ inline a2a_layout make_layout(const char* who, std::span<const std::int64_t> in,
   return l;
 }
 
-// x -> the send buffer (P * block bytes), zero rows where x is padded, in one pass.
-inline void pack(const a2a_layout& l, const std::byte* x, std::byte* send) noexcept {
+// Lists (in a copy_list, or phase_copies) x -> the send buffer (P * block bytes), zero rows where x is
+// padded: one pass, one table.
+template <class List>
+void pack(const a2a_layout& l, const std::byte* x, std::byte* send, List& list) {
   const std::size_t piece = l.chunk_s * l.inner_s;
   for (std::size_t a = 0; a < l.outer_s; ++a) {
     const std::byte* row = x + a * l.rows_s * l.inner_s;
@@ -150,21 +153,22 @@ inline void pack(const a2a_layout& l, const std::byte* x, std::byte* send) noexc
       const std::size_t first = j * l.chunk_s;
       const std::size_t real = first >= l.rows_s ? 0 : std::min(l.chunk_s, l.rows_s - first);
       std::byte* to = send + (j * l.outer_s + a) * piece;
-      copy(row + first * l.inner_s, real * l.inner_s, to);
-      zero(to + real * l.inner_s, piece - real * l.inner_s);
+      list.copy(to, row + first * l.inner_s, real * l.inner_s);
+      list.zero(to + real * l.inner_s, piece - real * l.inner_s);
     }
   }
 }
 
-// The receive buffer (P blocks, block i from rank i) -> the output, rows beyond keep_g dropped, in one pass.
-inline void unpack(const a2a_layout& l, const std::byte* recv, std::byte* out) noexcept {
+// Lists the receive buffer (P blocks, block i from rank i) -> the output, rows beyond keep_g dropped.
+template <class List>
+void unpack(const a2a_layout& l, const std::byte* recv, std::byte* out, List& list) {
   const std::size_t piece = l.chunk_g * l.inner_g;
   for (std::size_t g = 0; g < l.outer_g; ++g) {
     std::byte* row = out + g * l.keep_g * l.inner_g;
     for (std::size_t i = 0; i < l.ranks; ++i) {
       const std::size_t first = i * l.chunk_g;
       const std::size_t keep = first >= l.keep_g ? 0 : std::min(l.chunk_g, l.keep_g - first);
-      copy(recv + (i * l.outer_g + g) * piece, keep * l.inner_g, row + first * l.inner_g);
+      list.copy(row + first * l.inner_g, recv + (i * l.outer_g + g) * piece, keep * l.inner_g);
     }
   }
 }
@@ -175,22 +179,45 @@ inline std::size_t staging_bytes(const a2a_layout& l) noexcept {
   return (l.send_in_place ? 0 : total) + (l.recv_in_place ? 0 : total);
 }
 
-// The staging for layout l: from ws when given (kept between calls), else one plain new[] held by `own` for
-// the call, not a page-aligned workspace: glibc serves a block of the size just freed from its heap, and the
-// aligned request, a page larger, misses the freed blocks and lands on fresh pages (a loop of 16 MiB calls
-// faulted 1.8 buffers' pages per call that way, 0.8 with new[]).
-inline std::byte* reserve_staging(const a2a_layout& l, redist::workspace* ws,
-                                  std::unique_ptr<std::byte[]>& own) {
+// The staging an exchange allocates for itself, in memory of its space. Host memory is one plain new[], not
+// a page-aligned workspace: glibc serves a block of the size just freed from its heap, and the aligned
+// request, a page larger, misses the freed blocks and lands on fresh pages (a loop of 16 MiB calls faulted
+// 1.8 buffers' pages per call that way, 0.8 with new[]).
+template <class Space>
+class own_staging {
+ public:
+  explicit own_staging(const Space& space) : buffer_(space) {}
+  std::byte* get(std::size_t bytes) { return buffer_.resize(bytes).data(); }
+
+ private:
+  space_buffer<Space> buffer_;
+};
+template <>
+class own_staging<host_space> {
+ public:
+  explicit own_staging(const host_space&) {}
+  std::byte* get(std::size_t bytes) {
+    buffer_.reset(new std::byte[bytes]);
+    return buffer_.get();
+  }
+
+ private:
+  std::unique_ptr<std::byte[]> buffer_;
+};
+
+// The staging for layout l: from ws when given (kept between calls), else from `own`, for the call.
+template <class Space>
+std::byte* reserve_staging(const a2a_layout& l, workspace_for<Space>* ws, own_staging<Space>& own) {
   const std::size_t bytes = staging_bytes(l);
   if (bytes == 0) return nullptr;
   if (ws != nullptr) return ws->reserve(bytes);
-  own.reset(new std::byte[bytes]);
-  return own.get();
+  return own.get(bytes);
 }
 
-// Rank `rank` of `ranks`'s slice of x (shape `in`) along dim, zero-padded: see slice_inputs.
-inline void slice_rows(std::span<const std::int64_t> in, std::size_t elem, std::size_t dim, std::size_t rank,
-                       std::size_t ranks, const std::byte* x, std::byte* out) noexcept {
+// Lists rank `rank` of `ranks`'s slice of x (shape `in`) along dim, zero-padded: see slice_inputs.
+template <class List>
+void slice_rows(std::span<const std::int64_t> in, std::size_t elem, std::size_t dim, std::size_t rank,
+                std::size_t ranks, const std::byte* x, std::byte* out, List& list) {
   const std::size_t outer = product(in, 0, dim);
   const auto rows = static_cast<std::size_t>(in[dim]);
   const std::size_t unit = (rows + ranks - 1) / ranks;
@@ -199,8 +226,8 @@ inline void slice_rows(std::span<const std::int64_t> in, std::size_t elem, std::
   const std::size_t real = first >= rows ? 0 : std::min(unit, rows - first);
   for (std::size_t a = 0; a < outer; ++a) {
     std::byte* to = out + a * unit * inner;
-    copy(x + (a * rows + first) * inner, real * inner, to);
-    zero(to + real * inner, (unit - real) * inner);
+    list.copy(to, x + (a * rows + first) * inner, real * inner);
+    list.zero(to + real * inner, (unit - real) * inner);
   }
 }
 

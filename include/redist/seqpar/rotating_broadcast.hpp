@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "redist/comm/agree.hpp"
@@ -21,6 +22,8 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/seqpar/layout.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/space_call.hpp"
 
 namespace redist::seqpar {
 
@@ -30,25 +33,35 @@ namespace redist::seqpar {
 //
 // Cost: one allreduce (agreement), one allgatherv of the schemas (encode_schema), then per rank with any
 // bytes one comm.ibroadcast of its tensors as one buffer: a single tensor is sent from and received into the
-// tensor itself, several are packed into (and unpacked from) one of two buffers that alternate. Step k + 1's
-// broadcast is started before use(k) runs, so its transfer overlaps the use of step k's data where the
-// transport moves data by itself (an MPI without a progress thread may move a large message only inside
-// MPI calls, that is at the next step's wait).
+// tensor itself, several are packed into (and unpacked from) one of two buffers that alternate, one table
+// each. Step k + 1's broadcast is started before use(k) runs, so its transfer overlaps the use of step k's
+// data where the transport moves data by itself (an MPI without a progress thread may move a large message
+// only inside MPI calls, that is at the next step's wait).
+//
+// Device tensors: transfers, packing and received trees are ordered on `space`'s stream (the communicator's);
+// use(k) queues its work on `use_space`'s stream, which waits (on the device) for step k's data, while
+// `space`'s stream waits for use(k)'s work before it frees step k's tree or reuses its buffer for step k + 2:
+// with two streams, step k + 1's broadcast runs beside use(k)'s kernels. `mine` must be ready on
+// `use_space`'s stream (the call orders its stream after it first).
 //
 // If use throws on a rank, that rank still takes part in every remaining broadcast (calling use no more) and
 // then rethrows, so the other ranks do not hang. A rank that cannot allocate a received tree (std::bad_alloc)
 // is not recovered: the others would wait for it in the broadcast. Collective; throws redist::error (on every
-// rank, before any byte moves) when a tensor of any rank's `mine` is not contiguous or its size overflows.
-template <allocatable_tensor Tensor, communicator Comm, std::invocable<int, const nested<Tensor>&> Use>
-void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use) {
+// rank, before any byte moves) when a tensor of any rank's `mine` is not contiguous or its size overflows,
+// or a rank's space is on another stream than its communicator.
+template <allocatable_tensor Tensor, communicator Comm, std::invocable<int, const nested<Tensor>&> Use,
+          class Space>
+void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use, const Space& space,
+                        const Space& use_space) {
   namespace sp = detail::seqpar;
-  sp::require_host_tensor<Tensor>();
+  sp::require_tensors<Tensor, Tensor, Space>();
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   constexpr const char* who = "redist::seqpar::rotating_broadcast";
   using traits = tensor_traits<Tensor>;
   const auto tensor_bytes = [&](const Tensor& t) {
     return detail::dense_bytes(traits::dtype(t), sp::shape_of(t), who);
   };
-  const std::string problem = detail::problem_of([&] {
+  std::string problem = detail::problem_of([&] {
     std::size_t total = 0;
     mine.for_each_tensor([&](const Tensor& t) {
       sp::check_contiguous(who, "a tensor of the inputs", t);
@@ -56,6 +69,7 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use)
         detail::fail(who, ": the inputs' size overflows");
     });
   });
+  if (problem.empty()) problem = detail::space_problem(who, comm, space);
   detail::agree(comm, who, problem, detail::call_description().add("op", who));
   const std::vector<std::byte> my_schema = encode_schema(mine);
   std::vector<std::size_t> counts;
@@ -63,73 +77,62 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use)
   std::vector<std::size_t> offsets(counts.size() + 1, 0);
   for (std::size_t r = 0; r < counts.size(); ++r) offsets[r + 1] = offsets[r] + counts[r];
 
+  // The streams' order on a device (nothing on the host): `later` waits for what `first` has queued.
+  const auto order = [](const Space& later, const Space& first) {
+    if constexpr (requires { later.after(first); }) later.after(first);
+  };
   const int P = comm.size();
   const int me = comm.rank();
   // One step: rank k's tree (received ranks only), where its bytes travel, and the broadcast in flight.
   struct step {
     nested<Tensor> tree;
     std::size_t bytes = 0;
-    std::size_t tensors = 0;
+    std::vector<segment> pieces;  // a received tree's tensors, unpacked from the buffer when several
     std::optional<typename Comm::request> transfer;
   };
-  std::vector<std::byte> buffers[2];  // step k packs into / receives into buffers[k % 2] (several tensors)
+  // Step k packs into / receives into buffers[k % 2] (several tensors).
+  detail::space_buffer<Space> buffers[2] = {detail::space_buffer<Space>(space),
+                                            detail::space_buffer<Space>(space)};
   step slots[2];
 
   const auto start = [&](int k) {
     step& s = slots[k % 2];
-    std::vector<std::byte>& buffer = buffers[k % 2];
     s = step{};
     std::byte* landing = nullptr;
     if (k == me) {
+      std::vector<const_segment> sources;
       mine.for_each_tensor([&](const Tensor& t) {
         s.bytes += tensor_bytes(t);
-        ++s.tensors;
-        // The root's buffer is only read by a broadcast: a lone tensor is sent from where it is.
-        landing = const_cast<std::byte*>(sp::bytes_of(t));
+        if (tensor_bytes(t) != 0) sources.push_back({sp::bytes_of(t), tensor_bytes(t)});
       });
-      if (s.tensors > 1) {
-        buffer.resize(s.bytes);
-        std::byte* at = buffer.data();
-        mine.for_each_tensor([&](const Tensor& t) {
-          const std::size_t n = tensor_bytes(t);
-          sp::copy(sp::bytes_of(t), n, at);
-          at += n;
-        });
-        landing = buffer.data();
+      // The root's buffer is only read by a broadcast: a lone tensor is sent from where it is.
+      if (sources.size() == 1) landing = const_cast<std::byte*>(sources.front().data);
+      if (sources.size() > 1) {
+        landing = buffers[k % 2].resize(s.bytes).data();
+        space.gather(sources, landing);
       }
     } else {
       const auto r = static_cast<std::size_t>(k);
       s.tree = decode_schema<Tensor>(std::span(schemas).subspan(offsets[r], counts[r]));
       s.tree.for_each_tensor([&](Tensor& t) {
         s.bytes += tensor_bytes(t);
-        ++s.tensors;
-        landing = sp::bytes_of(t);
+        if (tensor_bytes(t) != 0) s.pieces.push_back({sp::bytes_of(t), tensor_bytes(t)});
       });
-      if (s.tensors > 1) {
-        buffer.resize(s.bytes);
-        landing = buffer.data();
-      }
+      if (s.pieces.size() == 1) landing = s.pieces.front().data;
+      if (s.pieces.size() > 1) landing = buffers[k % 2].resize(s.bytes).data();
     }
     if (s.bytes != 0) s.transfer.emplace(comm.ibroadcast(std::span(landing, s.bytes), k));
   };
-  const auto unpack = [&](int k) {
-    step& s = slots[k % 2];
-    if (k == me || s.tensors < 2) return;
-    const std::byte* at = buffers[k % 2].data();
-    s.tree.for_each_tensor([&](Tensor& t) {
-      const std::size_t n = tensor_bytes(t);
-      sp::copy(at, n, sp::bytes_of(t));
-      at += n;
-    });
-  };
 
   std::exception_ptr failed;
+  order(space, use_space);
   start(0);
   for (int k = 0; k < P; ++k) {
     step& s = slots[k % 2];
     if (s.transfer) s.transfer->wait();
     if (k + 1 < P) start(k + 1);  // before step k's data is unpacked and used: the overlap
-    unpack(k);
+    if (k != me && s.pieces.size() > 1) space.scatter(buffers[k % 2].data(), s.pieces);
+    order(use_space, space);
     if (!failed) {
       try {
         use(k, k == me ? mine : std::as_const(s.tree));
@@ -137,9 +140,17 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use)
         failed = std::current_exception();
       }
     }
+    order(space, use_space);    // before step k's tree goes and its buffer takes step k + 2
     s.tree = nested<Tensor>{};  // a received tree lives for its step only
   }
   if (failed) std::rethrow_exception(failed);
+}
+
+// The form with one stream (host tensors need none): use(k)'s work is ordered on the call's own stream.
+template <allocatable_tensor Tensor, communicator Comm, std::invocable<int, const nested<Tensor>&> Use,
+          class Space = host_space>
+void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use, const Space& space = {}) {
+  rotating_broadcast(comm, mine, std::forward<Use>(use), space, space);
 }
 
 }  // namespace redist::seqpar

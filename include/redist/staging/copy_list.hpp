@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "redist/core/dtype.hpp"
@@ -47,5 +48,20 @@ class copy_list {
   std::vector<copy_piece> copies_;
   std::vector<cast_piece> to_f32_, from_f32_;
 };
+
+// The copies of a phase made as they are listed, for host memory where a table buys nothing (and costs its
+// allocation): copy_list's interface, run() a no-op.
+struct direct_copies {
+  static void copy(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+    host_space::copy(dst, src, n);
+  }
+  static void zero(std::byte* dst, std::size_t n) noexcept { host_space::fill(dst, n); }
+  static void run(const host_space&) noexcept {}
+};
+
+// How an op that lists a phase's copies makes them in a memory space: at once in host memory, as one table
+// in a device space.
+template <class Space>
+using phase_copies = std::conditional_t<Space::space == memory_space::host, direct_copies, copy_list>;
 
 }  // namespace redist::detail
