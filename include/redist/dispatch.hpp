@@ -1,6 +1,6 @@
 // redist::dispatch: a data loader's scatter of one nested item (named tensors and lists) per rank from a
 // root: each item's schema and small tensors in one message, its large tensors sent from the item's own
-// memory.
+// memory (host or device).
 #pragma once
 
 #include <algorithm>
@@ -19,12 +19,16 @@
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/nested.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/dispatch/items.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/copy_list.hpp"
+#include "redist/staging/space_call.hpp"
 
 namespace redist {
 namespace detail {
@@ -63,8 +67,8 @@ void dispatch_send(const Comm& comm, dispatch_outbox& box, Own&& own) {
 
 // A receiver's side: the first message, then the rest of the stream, then each large tensor straight into
 // the decoded tree.
-template <class Tensor, class Comm>
-nested<Tensor> dispatch_receive(const Comm& comm, int root) {
+template <class Tensor, class Comm, class Space>
+nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space) {
   std::vector<std::byte> head(dispatch_head_bytes);
   comm.irecv(head, root, dispatch_tag).wait();
   const auto h = load_bytes<dispatch_header>(head.data());
@@ -101,29 +105,39 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root) {
   if (!requests.empty() && schema_bytes <= inline_bytes && stream.size() > inline_bytes) {
     requests.front().wait();  // the rest of the stream; the tensors' receives stay under way
   }
-  host_space::scatter(stream.data() + schema_bytes, packed);
+  const std::byte* packed_part = stream.data() + schema_bytes;
+  if constexpr (Space::space == memory_space::host) {
+    host_space::scatter(packed_part, packed);
+  } else if (!packed.empty()) {
+    // Device tensors are written by one table, from device staging that one upload fills.
+    space_buffer<Space> staging(space);
+    const std::size_t bytes = total_bytes(std::span<const segment>(packed));
+    space.from_host(staging.resize(bytes).data(), packed_part, bytes);
+    space.scatter(staging.data(), packed);
+  }
   wait_every(requests);
   return tree;
 }
 
 // Both overloads of redist::dispatch, which differ only in how the root gets its own item: take_mine(r)
 // returns it (a copy, or a move out of the caller's vector), called on the root once the other items are on
-// their way.
-template <class Tensor, class Comm, class TakeMine>
+// their way. Every copy of tensor bytes is made in `space`.
+template <class Tensor, class Comm, class Space, class TakeMine>
 nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> items, int root,
-                              std::size_t pack_below, TakeMine&& take_mine) {
-  static_assert(tensor_space<Tensor> == memory_space::host,
-                "redist::dispatch: the tensors must be in host memory (memory_space::host), which the "
-                "communicators that exist (mpi, self) read and write");
+                              std::size_t pack_below, const Space& space, TakeMine&& take_mine) {
+  require_space<Tensor, Space>();
+  [[maybe_unused]] const auto scope = allocation_scope(space);
   constexpr const char* who = "redist::dispatch";
   const auto size = static_cast<std::size_t>(comm.size());
   dispatch_outbox box;
   std::string problem;
   if (root < 0 || root >= comm.size()) {
     problem = str(who, ": root ", root, " is out of range for a communicator of ", comm.size(), " ranks");
-  } else if (comm.rank() == root) {
+  }
+  if (problem.empty()) problem = space_problem(who, comm, space);
+  if (problem.empty() && comm.rank() == root) {
     try {
-      prepare_items(items, size, static_cast<std::size_t>(root), pack_below, box);
+      prepare_items(items, size, static_cast<std::size_t>(root), pack_below, box, space);
     } catch (const error& e) {
       problem = e.what();
     } catch (const std::exception& e) {
@@ -131,7 +145,7 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
     }
   }
   agree(comm, who, problem, call_description().add("op", who).add("root", root));
-  if (comm.rank() != root) return dispatch_receive<Tensor>(comm, root);
+  if (comm.rank() != root) return dispatch_receive<Tensor>(comm, root, space);
   nested<Tensor> mine;
   dispatch_send(comm, box, [&] {
     const auto r = static_cast<std::size_t>(root);
@@ -160,22 +174,35 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
 // Bad input throws the same redist::error on every rank, before any tensor byte moves, and leaves comm
 // usable: ranks that pass different roots, a root out of range; on the root, more items than ranks, a tensor
 // that is not contiguous (when its traits say), has a negative extent, an overflowing size or no data, or an
-// item nested deeper than max_nested_depth. A receiver that
-// cannot allocate its item (std::bad_alloc) is not recovered: the root would wait for it, as MPI would.
-template <allocatable_tensor Tensor = host_tensor, communicator Comm>
+// item nested deeper than max_nested_depth; a rank whose space is on another stream than its communicator.
+// A receiver that cannot allocate its item (std::bad_alloc) is not recovered: the root would wait for it, as
+// MPI would.
+//
+// Device tensors pass the memory space of the stream the call is ordered on last (a redist::cuda_space on
+// the communicator's stream), e.g. dispatch<cuda_tensor>(comm, items, 0, {}, cuda_space(stream)); results
+// are allocated on that stream. Large tensors go device to device through the communicator as above. The
+// small ones are packed by one table into device staging on the root and read into the host messages (one or
+// two copies per receiver, each a wait for the stream: the root waits for the items' producers), and a
+// receiver uploads its packed bytes with one copy and unpacks them with one table; the root's own copy is one
+// table. Nothing reads tensor bytes on the host, and no copy or launch is made per tensor.
+template <allocatable_tensor Tensor = host_tensor, communicator Comm, class Space = host_space>
 nested<Tensor> dispatch(const Comm& comm, std::type_identity_t<std::span<const nested<Tensor>>> items,
-                        int root, const dispatch_options& options = {}) {
-  return detail::dispatch_items<Tensor>(comm, items, root, options.pack_below,
-                                        [&](std::size_t r) { return detail::clone_item(items[r]); });
+                        int root, const dispatch_options& options = {}, const Space& space = {}) {
+  return detail::dispatch_items<Tensor>(comm, items, root, options.pack_below, space, [&](std::size_t r) {
+    detail::phase_copies<Space> copies;
+    nested<Tensor> mine = detail::clone_item(items[r], copies);
+    copies.run(space);
+    return mine;
+  });
 }
 
 // The same, but the root moves its own item into the result (no copy) instead of copying it, leaving
 // items[root] moved-from; the other items are left as they were. Other ranks may pass an empty vector.
-template <allocatable_tensor Tensor, communicator Comm>
+template <allocatable_tensor Tensor, communicator Comm, class Space = host_space>
 nested<Tensor> dispatch(const Comm& comm, std::vector<nested<Tensor>>&& items, int root,
-                        const dispatch_options& options = {}) {
+                        const dispatch_options& options = {}, const Space& space = {}) {
   return detail::dispatch_items<Tensor>(comm, std::span<const nested<Tensor>>(items), root,
-                                        options.pack_below,
+                                        options.pack_below, space,
                                         [&](std::size_t r) { return std::move(items[r]); });
 }
 

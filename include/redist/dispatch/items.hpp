@@ -18,6 +18,7 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/staging/buffer.hpp"
 
 namespace redist {
 
@@ -144,10 +145,15 @@ class dispatch_stream_writer {
   }
   void put(const void* data, std::size_t bytes) {
     const auto* p = static_cast<const std::byte*>(data);
+    place(bytes, [p](std::byte* to, std::size_t at, std::size_t n) { host_space::copy(to, p + at, n); });
+  }
+  // Claims the stream's next `bytes` bytes, calling f(to, at, n) for each part of them in host memory (one,
+  // or two where they straddle the head and `rest`): bytes [at, at + n) of the claim go to `to`.
+  template <class F>
+  void place(std::size_t bytes, F f) {
     const std::size_t first = at_ < dispatch_inline_bytes ? std::min(bytes, dispatch_inline_bytes - at_) : 0;
-    host_space::copy(head_ + at_, p, first);
-    if (bytes != first)
-      host_space::copy(out_.rest.get() + (at_ + first - dispatch_inline_bytes), p + first, bytes - first);
+    if (first != 0) f(head_ + at_, 0, first);
+    if (bytes != first) f(out_.rest.get() + (at_ + first - dispatch_inline_bytes), first, bytes - first);
     at_ += bytes;
   }
 
@@ -157,11 +163,58 @@ class dispatch_stream_writer {
   std::size_t at_ = 0;
 };
 
+// How the small tensors of host items reach the streams: copied straight in as they are listed.
+struct host_packing {
+  static void pack(dispatch_stream_writer& w, const_segment t) { w.put(t.data, t.bytes); }
+  static void finish() noexcept {}
+};
+
+// The same for device items, whose bytes the host must not read: every receiver's small tensors are gathered
+// by one table into one block of device staging, in order, then read into the streams with one or two
+// copies per receiver (a stream's packed bytes are contiguous, but may straddle its head and `rest`).
+template <class Space>
+class device_packing {
+ public:
+  explicit device_packing(const Space& space) : space_(space) {}
+  void pack(dispatch_stream_writer& w, const_segment t) {
+    append_piece(sources_, t);
+    w.place(t.bytes, [&](std::byte* to, std::size_t at, std::size_t n) {
+      const std::size_t from = bytes_ + at;
+      if (!reads_.empty() && reads_.back().to + reads_.back().bytes == to &&
+          reads_.back().from + reads_.back().bytes == from) {
+        reads_.back().bytes += n;
+      } else {
+        reads_.push_back({to, from, n});
+      }
+    });
+    bytes_ += t.bytes;
+  }
+  // Complete on return: the streams may be sent.
+  void finish() {
+    if (bytes_ == 0) return;
+    space_buffer<Space> staging(space_);
+    std::byte* block = staging.resize(bytes_).data();
+    space_.gather(sources_, block);
+    for (const auto& r : reads_) space_.to_host(r.to, block + r.from, r.bytes);
+  }
+
+ private:
+  struct read {
+    std::byte* to;     // host memory of a stream
+    std::size_t from;  // offset in the staging block
+    std::size_t bytes;
+  };
+  Space space_;
+  std::vector<const_segment> sources_;
+  std::vector<read> reads_;
+  std::size_t bytes_ = 0;
+};
+
 // Checks rank r's item and, unless it is the root's own (which is not sent), writes its first message into
 // `head` and returns the rest; throws redist::error on bad input.
-template <class Tensor>
+template <class Tensor, class Packing>
 dispatch_outgoing prepare_item(const nested<Tensor>& item, std::size_t r, std::size_t pack_below, bool sent,
-                               std::byte* head) {
+                               std::byte* head, Packing& packing) {
   dispatch_outgoing out;
   std::vector<path_step> path;
   std::vector<const_segment> tensors;
@@ -178,7 +231,7 @@ dispatch_outgoing prepare_item(const nested<Tensor>& item, std::size_t r, std::s
   for (const auto& t : tensors) {
     if (t.bytes == 0) continue;
     if (t.bytes < pack_below) {
-      w.put(t.data, t.bytes);
+      packing.pack(w, t);
     } else {
       out.direct.push_back(t);
     }
@@ -186,9 +239,10 @@ dispatch_outgoing prepare_item(const nested<Tensor>& item, std::size_t r, std::s
   return out;
 }
 
-// A deep copy whose tensors the root owns like the receivers own theirs (the span overload's own item).
-template <class Tensor>
-nested<Tensor> clone_item(const nested<Tensor>& node) {
+// A deep copy whose tensors the root owns like the receivers own theirs (the span overload's own item); the
+// bytes are copied by `copies` (phase_copies of the item's space: on a device, one table when it runs).
+template <class Tensor, class Copies>
+nested<Tensor> clone_item(const nested<Tensor>& node, Copies& copies) {
   if (node.is_tensor()) {
     const Tensor& t = node.tensor();
     using traits = tensor_traits<Tensor>;
@@ -197,19 +251,19 @@ nested<Tensor> clone_item(const nested<Tensor>& node) {
     Tensor copy = traits::allocate(traits::dtype(t), shape);
     std::size_t bytes = 0;
     if (tensor_bytes(t, bytes))
-      host_space::copy(static_cast<std::byte*>(traits::data(copy)),
-                       static_cast<const std::byte*>(traits::data(t)), bytes);
+      copies.copy(static_cast<std::byte*>(traits::data(copy)), static_cast<const std::byte*>(traits::data(t)),
+                  bytes);
     return copy;
   }
   if (node.is_list()) {
     typename nested<Tensor>::list items;
     items.reserve(node.items().size());
-    for (const auto& child : node.items()) items.push_back(clone_item(child));
+    for (const auto& child : node.items()) items.push_back(clone_item(child, copies));
     return items;
   }
   typename nested<Tensor>::fields named;
   named.reserve(node.named().size());
-  for (const auto& f : node.named()) named.push_back({f.name, clone_item(f.value)});
+  for (const auto& f : node.named()) named.push_back({f.name, clone_item(f.value, copies)});
   return named;
 }
 
@@ -220,17 +274,25 @@ struct dispatch_outbox {
   std::byte* head(std::size_t r) { return heads.data() + r * dispatch_head_bytes; }
 };
 
-// Checks and encodes every item on the root; throws redist::error on bad input.
-template <class Tensor>
+// Checks and encodes every item on the root, its small tensors packed in `space`; throws redist::error on bad
+// input.
+template <class Tensor, class Space>
 void prepare_items(std::span<const nested<Tensor>> items, std::size_t size, std::size_t root,
-                   std::size_t pack_below, dispatch_outbox& box) {
+                   std::size_t pack_below, dispatch_outbox& box, const Space& space) {
   box.out.resize(size);
   box.heads.resize(size * dispatch_head_bytes);
   if (items.size() > size)
     fail("redist::dispatch: ", items.size(), " items for a communicator of ", size,
          " ranks; at most one item per rank");
+  auto packing = [&] {
+    if constexpr (Space::space == memory_space::host)
+      return host_packing{};
+    else
+      return device_packing<Space>(space);
+  }();
   for (std::size_t r = 0; r < items.size(); ++r)
-    box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r));
+    box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r), packing);
+  packing.finish();
   for (std::size_t r = items.size(); r < size; ++r) {
     const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
     store_bytes(box.head(r), nothing);
