@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "redist/core/dtype.hpp"
@@ -253,18 +254,18 @@ nested<Tensor> clone_item(const nested<Tensor>& node, Copies& copies) {
     if (tensor_bytes(t, bytes))
       copies.copy(static_cast<std::byte*>(traits::data(copy)), static_cast<const std::byte*>(traits::data(t)),
                   bytes);
-    return copy;
+    return nested<Tensor>(std::move(copy));  // moved explicitly: nvcc copies into the converting constructor
   }
   if (node.is_list()) {
     typename nested<Tensor>::list items;
     items.reserve(node.items().size());
     for (const auto& child : node.items()) items.push_back(clone_item(child, copies));
-    return items;
+    return nested<Tensor>(std::move(items));
   }
   typename nested<Tensor>::fields named;
   named.reserve(node.named().size());
   for (const auto& f : node.named()) named.push_back({f.name, clone_item(f.value, copies)});
-  return named;
+  return nested<Tensor>(std::move(named));
 }
 
 // The root's messages for every receiver, prepared before the agreement: each item checked and encoded.
