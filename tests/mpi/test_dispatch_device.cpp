@@ -177,15 +177,13 @@ void check_every_root(const std::string& name, MPI_Comm native, std::uint64_t se
   if (native != MPI_COMM_NULL) {
     const redist::mpi_communicator comm(native);
     const std::size_t pack[] = {redist::dispatch_options{}.pack_below, 0, 64, SIZE_MAX};
+    const auto size = static_cast<std::size_t>(comm.size());
     for (int root = 0; root < comm.size(); ++root) {
       for (std::uint64_t k = 0; k < 8; ++k) {
         const auto case_id = static_cast<std::uint64_t>(root) * 100 + k;
-        const std::size_t items = k == 1   ? 0
-                                  : k == 2 ? static_cast<std::size_t>(comm.size()) / 2
-                                           : comm.size();
-        ok = run_case(comm, seed, case_id, root, items, {.pack_below = pack[k % 4]}, k % 2 == 1,
-                      sim_space{}) &&
-             ok;
+        const std::size_t items = k == 1 ? 0 : k == 2 ? size / 2 : size;
+        const bool move = k % 2 == 1;
+        ok = run_case(comm, seed, case_id, root, items, {.pack_below = pack[k % 4]}, move, sim_space{}) && ok;
       }
     }
   }
