@@ -1,6 +1,7 @@
 // dispatch's messages, made on the root alone before any byte moves: every item checked (contiguity, sizes,
 // depth) and encoded as a first message of fixed size (header, schema, small tensors) and the rest of its
-// stream, its large tensors listed to be sent from the item's own memory.
+// stream, its large tensors listed to be sent from the item's own memory; device items' small tensors
+// packed by one table in their memory space.
 #pragma once
 
 #include <algorithm>
