@@ -41,7 +41,7 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
   [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   detail::execute<Staging, Policies...>(
       comm, store, p, cat, opts, static_cast<sequence_batch<Tensor>*>(nullptr), call,
-      detail::problem_before_transfer<Staging>(comm, store, p, cat, opts), space);
+      detail::problem_before_transfer<Staging>(comm, store, p, cat, opts, space), space);
 }
 
 // The one-call form. Every rank passes its local batch and the ids it wants; every rank gets back a batch of

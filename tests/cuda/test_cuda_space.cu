@@ -1,7 +1,7 @@
 // The CUDA memory space on a real device: gathers, scatters and cross copies of thousands of pieces (0 B to
-// 1 MiB, every alignment) and the float32 casts of every dtype with their zero padding, each one kernel
-// launch, compared byte for byte with the host memory space on the same input; copies and fills; device
-// tensors (stream-ordered, a caller's allocator, moves) and a user's own device tensor type.
+// 1 MiB, every alignment), the float32 casts of every dtype with their zero padding and the loss check, each
+// one kernel launch, compared byte for byte with the host memory space on the same input; copies and fills;
+// device tensors (stream-ordered, a caller's allocator, moves) and a user's own device tensor type.
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
@@ -153,6 +153,41 @@ TEST_CASE("cuda_space: float32 casts of every dtype with zero padding, and back,
     space.run(hto, d::cast_direction::from_f32);
     CHECK(space.launches() == before + 2);
     REQUIRE(back.download(st.s) == back.host);
+  }
+}
+
+TEST_CASE("cuda_space: the loss check of thousands of pieces finds the host space's first lossy piece") {
+  test_stream st;
+  cuda_space space(st.s);
+  for (const dtype t : {dtype::i32, dtype::i64, dtype::f64, dtype::f16}) {
+    CAPTURE(redist::name(t));
+    const std::size_t es = redist::size_of(t), pieces = 2000, per = 700;
+    twin array(pieces * per * es, st.s, 7);
+    for (std::size_t i = 0; i < pieces * per; ++i) {  // small integers and eighths: every value survives
+      std::byte* e = array.h(i * es);
+      if (t == dtype::i32) d::store_as<std::int32_t>(e, static_cast<std::int32_t>(i % 5000));
+      if (t == dtype::i64) d::store_as<std::int64_t>(e, static_cast<std::int64_t>(i % 5000));
+      if (t == dtype::f64) d::store_as<double>(e, static_cast<double>(i % 5000) / 8);
+    }
+    std::vector<d::cast_piece> host_table, device_table;
+    for (std::size_t i = 0; i < pieces; ++i) {
+      const std::size_t first = i % 7, count = redist::test::draw(i, 1) % (per - first);
+      host_table.push_back({array.h(i * per * es), nullptr, first, count, 0, t});
+      device_table.push_back({array.g(i * per * es), nullptr, first, count, 0, t});
+    }
+    for (const std::size_t planted : {pieces, pieces - 1, std::size_t{1234}, std::size_t{3}}) {
+      if (planted < pieces && host_table[planted].count != 0) {
+        std::byte* e = array.h((planted * per + host_table[planted].first) * es);
+        if (t == dtype::i32) d::store_as<std::int32_t>(e, (1 << 24) + 1);
+        if (t == dtype::i64) d::store_as<std::int64_t>(e, (std::int64_t{1} << 40) + 1);
+        if (t == dtype::f64) d::store_as<double>(e, 0.1);
+      }
+      d::cuda_check(cudaMemcpyAsync(array.g(0), array.h(0), array.host.size(), cudaMemcpyHostToDevice, st.s),
+                    "up");
+      const std::size_t before = space.launches();
+      CHECK(space.first_lossy_piece(device_table) == host_space::first_lossy_piece(host_table));
+      CHECK(space.launches() == before + 1);
+    }
   }
 }
 

@@ -143,6 +143,12 @@ struct sim_space {
     ++count->tables;
     redist::host_space::run(t, d);
   }
+  std::size_t first_lossy_piece(std::span<const redist::detail::cast_piece> t) const {
+    for (const auto& p : t)
+      touch(p.src + p.first * redist::size_of(p.type), p.count * redist::size_of(p.type));
+    ++count->tables;
+    return redist::host_space::first_lossy_piece(t);
+  }
   std::byte* allocate(std::size_t n) const { return n == 0 ? nullptr : device_alloc(n); }
   void deallocate(std::byte* p, std::size_t) const noexcept { device_free(p); }
 };

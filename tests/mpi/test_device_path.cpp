@@ -104,3 +104,33 @@ TEST_CASE("device path: a memory space on another stream than the communicator's
   CHECK(redist::detail::space_problem("redist::redistribute", redist::mpi_communicator(MPI_COMM_WORLD), space)
             .empty());  // no stream
 }
+
+TEST_CASE("device path: float32 staging checks device values for loss, as the host path does") {
+  auto owned = redist::test::reversed_world();
+  const redist::mpi_communicator comm(owned.get());
+  const int r = comm.rank(), n = comm.size();
+  auto host = make_host(r, 20, 3);
+  for (auto& v : host.data("a").values<std::int32_t>()) v &= 0xffff;  // every value survives float32
+  const auto wanted = wanted_by(r, n, 20);
+  const host_batch want = redist::redistribute<redist::float32_staging>(comm, host, wanted);
+  sim_space space;
+  host_touches = 0;
+  const device_batch got =
+      redist::redistribute<redist::float32_staging>(comm, to_device(host), wanted, {}, space);
+  CHECK(redist::test::all_ranks(host_touches == 0 && same(to_host(got), want) && space.count->reads == 0));
+
+  // One value beyond 2^24 on the last rank, in a sample another rank wants: the same error as the host
+  // path's, naming the element, the id, the key and the rank, on every rank.
+  if (r == n - 1 && n > 1) host.data("a").values<std::int32_t>()[7] = (1 << 24) + 1;
+  const auto host_error =
+      redist::test::outcome_of([&] { redist::redistribute<redist::float32_staging>(comm, host, wanted); });
+  const auto device_error = redist::test::outcome_of(
+      [&] { redist::redistribute<redist::float32_staging>(comm, to_device(host), wanted, {}, space); });
+  if (n == 1) {
+    CHECK(!host_error.redist_error);
+    CHECK(!device_error.redist_error);
+    return;
+  }
+  redist::test::check_agreed_error(device_error, comm, {"float32_staging would change element", "key 'a'"});
+  CHECK(redist::test::all_ranks(device_error.message == host_error.message));
+}

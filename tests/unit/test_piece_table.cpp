@@ -195,3 +195,43 @@ TEST_CASE("piece tables: float32 casts and their padding match the host space fo
     }
   }
 }
+
+TEST_CASE("piece tables: the loss check finds the first lossy piece, as the host space does") {
+  for (const dtype t : {dtype::i32, dtype::i64, dtype::f64, dtype::bf16}) {
+    CAPTURE(redist::name(t));
+    const std::size_t es = redist::size_of(t);
+    for (std::uint64_t seed = 0; seed < 10; ++seed) {
+      const std::size_t n = 1 + seed * 3;
+      std::vector<std::size_t> counts(n);
+      std::size_t total = 0;
+      for (std::size_t i = 0; i < n; ++i) total += counts[i] = redist::test::piece_size(seed, i, 3000);
+      std::vector<std::byte> values(total * es + 8, std::byte{0});  // zeros survive
+      // A lossy value in one piece after the first, at a drawn element (none at all for some seeds).
+      const std::size_t planted = seed % 4 == 0 ? n : 1 + redist::test::draw(seed, 1) % n;
+      std::vector<d::cast_piece> table;
+      std::size_t at = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t first = redist::test::draw(seed, i, 2) % 3;  // within the piece's array
+        const std::size_t count = counts[i] > first ? counts[i] - first : 0;
+        table.push_back({values.data() + at * es, nullptr, first, count, 0, t});
+        if (i == planted % n && planted < n && count != 0) {
+          std::byte* e = values.data() + (at + first + redist::test::draw(seed, 3) % count) * es;
+          if (t == dtype::i32) d::store_as<std::int32_t>(e, (1 << 24) + 1);
+          if (t == dtype::i64) d::store_as<std::int64_t>(e, (std::int64_t{1} << 40) + 1);
+          if (t == dtype::f64) d::store_as<double>(e, 0.1);
+          if (t == dtype::bf16) d::store_as<redist::bf16>(e, redist::bf16{0x7fc1});  // a NaN survives
+        }
+        at += counts[i];
+      }
+      std::size_t found = table.size();
+      d::run_table_on_host(std::span<const d::cast_piece>(table),
+                           [&](const d::cast_piece& p, std::size_t index, unsigned lane) {
+                             const auto i = static_cast<std::size_t>(&p - table.data());
+                             if (d::lossy_in_tile(p, index, lane)) found = std::min(found, i);
+                           });
+      REQUIRE(found == host_space::first_lossy_piece(table));
+      const bool lossy = planted < n && table[planted].count != 0 && t != dtype::bf16;
+      REQUIRE(found == (lossy ? planted : n));
+    }
+  }
+}

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "redist/core/error.hpp"
+#include "redist/detail/host_device.hpp"
 
 namespace redist {
 
@@ -221,7 +222,7 @@ namespace detail {
 // |v| < lowest_set_bit * 2^24. Written without branches so that the scan loops vectorize; for |v| == 0 the
 // right side wraps to all ones.
 template <class Signed>
-constexpr bool int_survives_f32(Signed v) noexcept {
+REDIST_HOST_DEVICE constexpr bool int_survives_f32(Signed v) noexcept {
   using U = std::make_unsigned_t<Signed>;
   const U u = v < 0 ? static_cast<U>(U{0} - static_cast<U>(v)) : static_cast<U>(v);
   return static_cast<U>(u >> 24) <= static_cast<U>(static_cast<U>(u & static_cast<U>(U{0} - u)) - U{1});
@@ -229,7 +230,7 @@ constexpr bool int_survives_f32(Signed v) noexcept {
 
 // A double out of float range is not converted (the standard leaves that cast undefined), so it is swapped
 // for 0 before the cast and decided by the range test alone: infinities survive, large finite values do not.
-inline bool f64_survives_f32(double x) noexcept {
+REDIST_HOST_DEVICE inline bool f64_survives_f32(double x) noexcept {
   constexpr double float_max = static_cast<double>(std::numeric_limits<float>::max());
   const double a = std::fabs(x);
   const bool in_range = a <= float_max;

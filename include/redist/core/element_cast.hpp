@@ -44,6 +44,17 @@ REDIST_HOST_DEVICE constexpr T cast_from_f32(float v) noexcept {
   }
 }
 
+// Whether one element comes back from float32 with the same value (see redist::first_lossy_f32).
+template <class T>
+REDIST_HOST_DEVICE inline bool survives_f32_value(T v) noexcept {
+  if constexpr (std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>)
+    return int_survives_f32(v);
+  else if constexpr (std::is_same_v<T, double>)
+    return f64_survives_f32(v);
+  else
+    return true;
+}
+
 // Calls f(T{}) with the element type of t. f is taken by value: reached through a reference, the references
 // it captures might alias the bytes a loop in it writes, and GCC 12 then neither hoists nor vectorizes the
 // loop (4x slower casts).

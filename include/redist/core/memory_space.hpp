@@ -201,6 +201,16 @@ struct host_space {
     }
   }
 
+  // The first piece of a table of pieces to check (a cast_piece's src, first, count and type) that holds a
+  // value float32 would change, or table.size(): the loss check of float32 staging, one launch on a device.
+  static std::size_t first_lossy_piece(std::span<const detail::cast_piece> table) noexcept {
+    for (std::size_t i = 0; i < table.size(); ++i) {
+      const auto& p = table[i];
+      if (first_lossy_f32(p.type, p.src + p.first * size_of(p.type), p.count) != p.count) return i;
+    }
+    return table.size();
+  }
+
   // n bytes of this space's memory at `from` into host memory at `to`, complete on return (what the host
   // reads of a result: a device space waits for its stream).
   static void to_host(std::byte* to, const std::byte* from, std::size_t n) noexcept { copy(to, from, n); }

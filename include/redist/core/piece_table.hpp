@@ -141,6 +141,21 @@ REDIST_HOST_DEVICE inline void cast_tile(const cast_piece& p, std::size_t index,
   });
 }
 
+// Whether lane `lane`'s share of tile `index` of piece p (elements [first, first + count) of a dtype `type`
+// array at src) holds a value that float32 would change: the device's loss check, a piece of the table
+// found lossy when any lane of any of its tiles says so.
+REDIST_HOST_DEVICE inline bool lossy_in_tile(const cast_piece& p, std::size_t index, unsigned lane) noexcept {
+  const std::size_t begin = index * cast_tile_elements;
+  const std::size_t end = p.count - begin < cast_tile_elements ? p.count : begin + cast_tile_elements;
+  bool lossy = false;
+  visit_dtype(p.type, [&](auto zero) {
+    using T = decltype(zero);
+    for (std::size_t i = begin + lane; i < end; i += tile_lanes)
+      lossy = lossy || !survives_f32_value(load_as<T>(p.src + (p.first + i) * sizeof(T)));
+  });
+  return lossy;
+}
+
 // ---- building tables on the host ----
 
 // The pieces one after another into one block at `to` (a gather), or one block spread over them (a scatter).

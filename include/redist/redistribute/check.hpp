@@ -6,28 +6,40 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "redist/core/catalog.hpp"
 #include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/options.hpp"
 #include "redist/plan/steps.hpp"
+#include "redist/staging/float32_staging.hpp"
 
 namespace redist::detail {
 
 // This rank's share of the checks made before any byte moves: the plan fits the communicator, every key and
 // id it names is in the catalog, this rank holds what it sends, nothing reaches it twice in one step, and
-// every value it sends survives the staging (unless the caller allows loss).
-template <class Staging, class Tensor>
+// every value it sends survives the staging (unless the caller allows loss). Device values are checked by
+// `space` once the rest has passed, all in one table (one launch).
+template <class Staging, class Tensor, class Space>
 void check_before_transfer(int me, int size, const sample_store<Tensor>& store, const plan& p,
-                           const catalog& cat, const redistribute_options& opts) {
+                           const catalog& cat, const redistribute_options& opts, const Space& space) {
   if (p.ranks != size)
     fail("redist::redistribute: the plan is for ", p.ranks, " ranks, the communicator has ", size);
   // (id, key) pairs this rank receives in earlier stages: it may relay them later (gather, then scatter).
   std::vector<std::pair<sample_id, std::size_t>> relayed;
+  // Device values to check for loss, and whose they are.
+  std::vector<cast_piece> device_checks;
+  std::vector<std::pair<sample_id, std::size_t>> device_owners;
+  const auto lossy = [&](std::size_t bad, sample_id id, std::size_t k) {
+    fail("redist::redistribute: ", Staging::label, " would change element ", bad, " of id ", id, ", key '",
+         cat.keys()[k].name, "' (", name(cat.keys()[k].dtype), ") on rank ", me,
+         "; use byte_staging or set allow_lossy");
+  };
   for (std::size_t s = 0; s < p.stages.size(); ++s) {
     std::vector<std::pair<sample_id, std::size_t>> arriving;
     for (std::size_t n = 0; n < p.stages[s].size(); ++n) {
@@ -52,20 +64,20 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
           fail("redist::redistribute: rank ", me, " must send id ", id, ", key '", key.name,
                "', but its batch holds metadata only, no tensors");
         if (opts.allow_lossy || Staging::lossless) return;
-        if constexpr (tensor_space<Tensor> != memory_space::host) {
-          fail("redist::redistribute: ", Staging::label,
-               " cannot check on the host whether the device values of ", "id ", id, ", key '", key.name,
-               "' on rank ", me, " survive it; set allow_lossy or use byte_staging");
-        }
         const auto& t = loc->batch->data(key.name);
         const auto range = loc->batch->sample_bytes(key.name, loc->position);
         const auto* bytes = static_cast<const std::byte*>(tensor_traits<Tensor>::data(t)) + range.offset;
         const std::size_t count = range.size / size_of(key.dtype);
-        const std::size_t bad = Staging::first_lossy(key.dtype, bytes, count);
-        if (bad != count)
-          fail("redist::redistribute: ", Staging::label, " would change element ", bad, " of id ", id,
-               ", key '", key.name, "' (", name(key.dtype), ") on rank ", me,
-               "; use byte_staging or set allow_lossy");
+        if constexpr (tensor_space<Tensor> == memory_space::host) {
+          const std::size_t bad = Staging::first_lossy(key.dtype, bytes, count);
+          if (bad != count) lossy(bad, id, k);
+        } else {
+          static_assert(std::is_same_v<Staging, float32_staging> || Staging::lossless,
+                        "redist::redistribute: a lossy staging on device tensors must be float32_staging, "
+                        "whose loss check the memory space runs");
+          device_checks.push_back({bytes, nullptr, 0, count, 0, key.dtype});
+          device_owners.emplace_back(id, k);
+        }
       };
       const auto step_begin = static_cast<std::ptrdiff_t>(arriving.size());
       auto check_receive = [&](sample_id id, std::size_t k) {
@@ -102,6 +114,15 @@ void check_before_transfer(int me, int size, const sample_store<Tensor>& store, 
     relayed.insert(relayed.end(), arriving.begin(), arriving.end());
     std::sort(relayed.begin(), relayed.end());
   }
+  if (device_checks.empty()) return;
+  const std::size_t at = space.first_lossy_piece(device_checks);
+  if (at == device_checks.size()) return;
+  // The exact element, found on the host in a copy of that sample's values.
+  const cast_piece& piece = device_checks[at];
+  std::vector<std::byte> values(piece.count * size_of(piece.type));
+  space.to_host(values.data(), piece.src, values.size());
+  lossy(Staging::first_lossy(piece.type, values.data(), piece.count), device_owners[at].first,
+        device_owners[at].second);
 }
 
 }  // namespace redist::detail

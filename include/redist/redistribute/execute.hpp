@@ -101,10 +101,12 @@ call_description describe_redistribute(const redistribute_options& opts) {
 }
 
 // This rank's share of the checks made before any byte moves, as its problem in the agreement.
-template <class Staging, class Comm, class Tensor>
+template <class Staging, class Comm, class Tensor, class Space>
 std::string problem_before_transfer(const Comm& comm, const sample_store<Tensor>& store, const plan& p,
-                                    const catalog& cat, const redistribute_options& opts) {
-  return problem_of([&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts); });
+                                    const catalog& cat, const redistribute_options& opts,
+                                    const Space& space) {
+  return problem_of(
+      [&] { check_before_transfer<Staging>(comm.rank(), comm.size(), store, p, cat, opts, space); });
 }
 
 // The agreement of redistribute() (this rank's `problem`, found by the caller, agreed with `call`), then the

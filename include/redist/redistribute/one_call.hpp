@@ -117,7 +117,7 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
   const bool checked =
       d->checked_rank == comm.rank() && local.has_data() && (Staging::lossless || opts.allow_lossy);
   if (problem_here.empty() && !checked) {
-    problem_here = problem_before_transfer<Staging>(comm, store, p, cat, opts);
+    problem_here = problem_before_transfer<Staging>(comm, store, p, cat, opts, space);
     if (problem_here.empty()) d->checked_rank = comm.rank();
   }
   // Received samples land in their final places; what this rank held is copied in once at the end. A rank

@@ -153,6 +153,23 @@ class cuda_space {
     run(std::span(&p, 1), detail::cast_direction::from_f32);
   }
 
+  // The first piece of the table holding a value float32 would change, or table.size(): one launch, then
+  // the host reads the answer (a wait for this stream).
+  std::size_t first_lossy_piece(std::span<const detail::cast_piece> table) const {
+    const std::size_t tiles = detail::tile_prefix(table, state_->prefix);
+    if (tiles == 0) return table.size();
+    if (state_->verdict == nullptr) state_->verdict = allocate(sizeof(unsigned long long));
+    fill(state_->verdict, sizeof(unsigned long long), std::byte{0xff});
+    const auto [pieces, prefix] = state_->uploads.upload(table, std::span<const std::size_t>(state_->prefix));
+    detail::lossy_kernel<<<blocks_of(tiles), detail::table_threads_per_block, 0, stream_>>>(
+        pieces, prefix, table.size(), tiles, reinterpret_cast<unsigned long long*>(state_->verdict));
+    detail::cuda_check(cudaGetLastError(), "a redist::cuda_space kernel launch");
+    ++state_->launches;
+    unsigned long long first = 0;
+    to_host(reinterpret_cast<std::byte*>(&first), state_->verdict, sizeof first);
+    return first < table.size() ? static_cast<std::size_t>(first) : table.size();
+  }
+
   // Makes the tensors an op creates (tensor_traits<cuda_tensor>::allocate) on this stream, with the
   // allocator in use, until the scope ends.
   cuda_allocation_scope allocation_scope() const {
@@ -180,12 +197,19 @@ class cuda_space {
 
  private:
   struct state {
-    explicit state(cudaStream_t s) : uploads(s) {}
+    explicit state(cudaStream_t s) : uploads(s), stream(s) {}
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+    ~state() {
+      if (verdict != nullptr) cudaFreeAsync(verdict, stream);
+    }
     detail::table_uploads uploads;
-    detail::cuda_event marker;  // after()'s point on another stream
+    detail::cuda_event marker;              // after()'s point on another stream
     std::vector<detail::copy_piece> table;  // a gather's or scatter's, built per call
     std::vector<std::size_t> prefix;
     std::size_t launches = 0;
+    cudaStream_t stream;
+    std::byte* verdict = nullptr;  // first_lossy_piece's answer
   };
 
   std::vector<detail::copy_piece>& fresh_table() const {
@@ -193,14 +217,18 @@ class cuda_space {
     return state_->table;
   }
 
+  static unsigned blocks_of(std::size_t tiles) {
+    const std::size_t blocks = (tiles + detail::table_warps_per_block - 1) / detail::table_warps_per_block;
+    if (blocks > 0x7fffffffu) detail::fail("redist::cuda_space: a table of ", tiles, " tiles is too large");
+    return static_cast<unsigned>(blocks);
+  }
+
   template <detail::table_op Op, class Piece>
   void launch(std::span<const Piece> table) const {
     const std::size_t tiles = detail::tile_prefix(table, state_->prefix);
     if (tiles == 0) return;
-    const std::size_t blocks = (tiles + detail::table_warps_per_block - 1) / detail::table_warps_per_block;
-    if (blocks > 0x7fffffffu) detail::fail("redist::cuda_space: a table of ", tiles, " tiles is too large");
     const auto [pieces, prefix] = state_->uploads.upload(table, std::span<const std::size_t>(state_->prefix));
-    detail::table_kernel<Op><<<static_cast<unsigned>(blocks), detail::table_threads_per_block, 0, stream_>>>(
+    detail::table_kernel<Op><<<blocks_of(tiles), detail::table_threads_per_block, 0, stream_>>>(
         pieces, prefix, table.size(), tiles);
     detail::cuda_check(cudaGetLastError(), "a redist::cuda_space kernel launch");
     ++state_->launches;
