@@ -23,6 +23,7 @@
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
 #include "redist/detail/hash.hpp"
@@ -30,6 +31,7 @@
 #include "redist/plan/shard.hpp"
 #include "redist/shard/exchange.hpp"
 #include "redist/shard/layout.hpp"
+#include "redist/staging/space_call.hpp"
 
 namespace redist {
 
@@ -40,8 +42,8 @@ namespace redist {
 // spec order, this rank's shard of each sharded tensor (the spec's shape with the shard dim divided by
 // size(); rank r holds the r-th slice) and a copy of each replicated one, in the spec's dtype (never
 // converted). Each result is allocated once; a replicated tensor this rank owns is moved from load's when
-// that is a Tensor. load may return any host tensor_like type by value (a host_tensor_view of a
-// memory-mapped file works).
+// that is a Tensor. load may return any tensor_like type of Tensor's memory space by value (a
+// host_tensor_view of a memory-mapped file works for host tensors).
 //
 // Communication: one allreduce checks the specs; then per batch one group of point-to-point transfers (and
 // its wait) moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b
@@ -56,18 +58,32 @@ namespace redist {
 // Errors, the same redist::error on every rank, before any data moves: specs or budgets that differ between
 // ranks; invalid specs (duplicate names, negative extents, sizes that overflow, shard dims out of range or
 // whose extent does not divide by size(), owners out of range); a workspace too small, staging or results
-// that cannot be allocated. A load that throws (its text becomes the message) or returns a tensor unlike its
-// spec fails on its owner only, while batches move: that rank loads nothing more and sends filler, and after
-// the last batch every rank throws the lowest failing rank's message. Nothing is returned then, and the
-// communicator stays usable.
-template <allocatable_tensor Tensor = host_tensor, communicator Comm, shard_loader Load>
+// that cannot be allocated; a memory space on another stream than the communicator's. A load that throws (its
+// text becomes the message) or returns a tensor unlike its spec fails on its owner only, while batches move:
+// that rank loads nothing more and sends filler, and after the last batch every rank throws the lowest
+// failing rank's message. Nothing is returned then, and the communicator stays usable.
+//
+// Device tensors pass the memory space of the stream the call is ordered on last (a redist::cuda_space on
+// the communicator's stream), e.g. shard_scatter<cuda_tensor>(comm, specs, load, {}, cuda_space(stream)).
+// load(i) then returns a device tensor of that space, whose memory must be ordered on that stream: the call
+// drops it once the copies that slice it are queued (a cuda_tensor allocated inside load is, since the
+// call's allocations are made on its stream). Results, and the staging when the caller gives no workspace,
+// are allocated on the stream; options.workspace must be memory of the space. Slicing a loaded tensor is
+// one table (one launch however many rows it cuts), unpacking a batch's staged pieces one more; the success
+// flags are one fill per peer, read back after the last batch by one copy to the host, the one wait for
+// the stream the call itself makes. None of its copies touches host memory (the communicator may stage).
+template <allocatable_tensor Tensor = host_tensor, communicator Comm, shard_loader Load,
+          class Space = host_space>
 std::vector<named_tensor<Tensor>> shard_scatter(const Comm& comm, std::span<const shard_spec> specs,
-                                                Load&& load, const shard_options& options = {}) {
-  using run_type = detail::shard_run<Tensor, Comm, std::remove_reference_t<Load>>;
-  static_assert(tensor_space<Tensor> == memory_space::host &&
-                    tensor_space<typename run_type::loaded> == memory_space::host,
-                "redist::shard_scatter: host tensors only (the owner slices and packs in host memory)");
-  run_type run(comm, specs, load, options);
+                                                Load&& load, const shard_options& options = {},
+                                                const Space& space = {}) {
+  detail::require_space<Tensor, Space>();
+  using run_type = detail::shard_run<Tensor, Comm, std::remove_reference_t<Load>, Space>;
+  static_assert(tensor_space<typename run_type::loaded> == tensor_space<Tensor>,
+                "redist::shard_scatter: load(i) must return a tensor in the memory space of Tensor (host "
+                "tensors for host results, device tensors of the call's space for device results)");
+  [[maybe_unused]] const auto scope = detail::allocation_scope(space);
+  run_type run(comm, specs, load, options, space);
   run.prepare();
   run.run();
   return run.take();

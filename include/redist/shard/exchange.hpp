@@ -1,5 +1,6 @@
 // One shard_scatter call: the agreement on the specs and budget, results and staging allocated before it,
-// then per batch the owners' tensors loaded, sliced and packed while the previous batch moves.
+// then per batch the owners' tensors loaded, sliced and packed while the previous batch moves; every byte
+// copy made by the call's memory space.
 #pragma once
 
 #include <algorithm>
@@ -20,13 +21,15 @@
 #include "redist/comm/agree.hpp"
 #include "redist/comm/communicator.hpp"
 #include "redist/core/error.hpp"
-#include "redist/core/host_tensor.hpp"
 #include "redist/core/memory_space.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/plan/shard.hpp"
 #include "redist/shard/layout.hpp"
+#include "redist/staging/buffer.hpp"
+#include "redist/staging/copy_list.hpp"
+#include "redist/staging/space_call.hpp"
 
 namespace redist {
 
@@ -54,30 +57,37 @@ inline call_description describe_shard_call(const char* who, std::span<const sha
 }
 
 // One shard_scatter call: prepare() plans, checks and allocates, run() moves the batches, take() hands the
-// results over.
-template <class Tensor, class Comm, class Load>
+// results over. Copies are listed and made by `space` (on the host at once; on a device one table per
+// loaded tensor and one per batch received), staging is memory of that space.
+template <class Tensor, class Comm, class Load, class Space>
 class shard_run {
  public:
   using loaded = std::remove_cvref_t<std::invoke_result_t<Load&, std::size_t>>;
   static constexpr const char* who = "redist::shard_scatter";
 
-  shard_run(const Comm& comm, std::span<const shard_spec> specs, Load& load, const shard_options& options)
+  shard_run(const Comm& comm, std::span<const shard_spec> specs, Load& load, const shard_options& options,
+            const Space& space)
       : comm_(comm),
         specs_(specs),
         load_(load),
         options_(options),
+        space_(space),
         me_(comm.rank()),
         n_(static_cast<std::size_t>(comm.size())),
-        mine_(static_cast<std::size_t>(comm.rank())) {}
+        mine_(static_cast<std::size_t>(comm.rank())),
+        owned_(space) {}
 
   // Everything that can fail before data moves, agreed with the specs and the budget in one allreduce.
   void prepare() {
-    problem_ = problem_of([&] {
-      allocating(who, me_, "its results and staging", [&] {
-        plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
-        allocate();
+    problem_ = space_problem(who, comm_, space_);
+    if (problem_.empty()) {
+      problem_ = problem_of([&] {
+        allocating(who, me_, "its results and staging", [&] {
+          plan_ = plan_shards(who, specs_, comm_.size(), options_, sizes_);
+          allocate();
+        });
       });
-    });
+    }
     agree(comm_, who, problem_, describe_shard_call(who, specs_, options_));
   }
 
@@ -107,6 +117,7 @@ class shard_run {
   std::byte* result_data(std::size_t i) {
     return static_cast<std::byte*>(tensor_traits<Tensor>::data(*results_[i]));
   }
+  bool last(std::size_t b) const noexcept { return b + 1 == plan_.batches(); }
 
   // Staging for the two batches in flight, from the caller's workspace or allocated, and every result but
   // those taken over from load.
@@ -114,17 +125,16 @@ class shard_run {
     out_.reserve(specs_.size());
     const std::array<std::size_t, 4> need = staging_bytes(plan_, sizes_, mine_, n_);
     const std::size_t total = need[0] + need[1] + need[2] + need[3];
-    std::span<std::byte> space = options_.workspace;
-    if (space.empty()) {
-      owned_ = host_tensor::uninitialized(dtype::u8, {static_cast<std::int64_t>(total)});
-      space = owned_.bytes();
-    } else if (space.size() < total) {
-      fail(who, ": the workspace of rank ", me_, " holds ", space.size(), " bytes, less than the ", total,
+    std::span<std::byte> staging = options_.workspace;
+    if (staging.empty()) {
+      staging = owned_.resize(total);
+    } else if (staging.size() < total) {
+      fail(who, ": the workspace of rank ", me_, " holds ", staging.size(), " bytes, less than the ", total,
            " it needs (shard_workspace_bytes)");
     }
     for (std::size_t slot = 0, at = 0; slot < 2; ++slot) {
-      send_[slot] = space.subspan(at, need[slot]);
-      recv_[slot] = space.subspan(at + need[slot], need[2 + slot]);
+      send_[slot] = staging.subspan(at, need[slot]);
+      recv_[slot] = staging.subspan(at + need[slot], need[2 + slot]);
       at += need[slot] + need[2 + slot];
     }
     results_.resize(specs_.size());
@@ -151,9 +161,10 @@ class shard_run {
       if (problem_.empty()) load_and_slice(i);  // after a failure: filler, the result is thrown away
       at += sizes_[i].per_rank;
     }
-    if (b + 1 == plan_.batches()) {
+    if (last(b)) {
+      const std::byte flag = problem_.empty() ? std::byte{0} : std::byte{1};
       for (std::size_t p = 0; p < n_; ++p) {
-        if (p != mine_) send[l.send_displs[p] + l.block] = problem_.empty() ? std::byte{0} : std::byte{1};
+        if (p != mine_) space_.fill(send + l.send_displs[p] + l.block, 1, flag);
       }
     }
     if (l.moves) post(slot);
@@ -170,18 +181,13 @@ class shard_run {
       g.send(send_[slot].subspan(l.send_displs[to], l.send_counts[to]), static_cast<int>(to));
       recv_pieces_.clear();
       for (const shard_piece& piece : l.from[from]) {
-        std::byte* const at = piece.staged == shard_piece::direct ? destination(piece, from)
-                                                                  : recv_[slot].data() + piece.staged;
+        std::byte* const at =
+            piece.staged == shard_piece::direct ? result_data(piece.spec) : recv_[slot].data() + piece.staged;
         append_piece(recv_pieces_, segment{at, piece.bytes});
       }
       g.recv_pieces(recv_pieces_, static_cast<int>(from));
     }
     in_flight_[slot].emplace(std::move(g).finish());
-  }
-
-  // Where a piece from rank `from` belongs: its result, or the success flag from that rank.
-  std::byte* destination(const shard_piece& piece, std::size_t from) {
-    return piece.spec == shard_piece::flag ? &flags_[from] : result_data(piece.spec);
   }
 
   // Loads tensor i, checks it, slices it and drops it; what load throws becomes this rank's problem.
@@ -202,21 +208,22 @@ class shard_run {
   }
 
   // Copies tensor i's shard for every other rank p to to_[p] and its own into its result (a replicated
-  // tensor whole to each, and moved into the result when it is a Tensor).
+  // tensor whole to each, and moved into the result when it is a Tensor), all of them made before full
+  // goes: on a device one table, which the stream orders before full's memory is freed.
   void slice(std::size_t i, loaded& full) {
     const auto* from = static_cast<const std::byte*>(tensor_traits<loaded>::data(std::as_const(full)));
     if (!whole(i)) {
       to_[mine_] = result_data(i);
-      slice_shards(from, specs_[i], n_, to_);
-      return;
-    }
-    for (std::size_t p = 0; p < n_; ++p) {
-      if (p != mine_) host_space::copy(to_[p], from, sizes_[i].bytes);
-    }
-    if constexpr (std::is_same_v<loaded, Tensor>) {
-      results_[i].emplace(std::move(full));
+      slice_shards(from, specs_[i], n_, to_, copies_);
     } else {
-      host_space::copy(result_data(i), from, sizes_[i].bytes);
+      for (std::size_t p = 0; p < n_; ++p) {
+        if (p != mine_) copies_.copy(to_[p], from, sizes_[i].bytes);
+      }
+      if (!moved_in(i)) copies_.copy(result_data(i), from, sizes_[i].bytes);
+    }
+    copies_.run(space_);
+    if constexpr (std::is_same_v<loaded, Tensor>) {
+      if (moved_in(i)) results_[i].emplace(std::move(full));
     }
   }
 
@@ -226,12 +233,14 @@ class shard_run {
     if (!l.moves) return;
     in_flight_[slot]->wait();
     in_flight_[slot].reset();
-    for (std::size_t o = 0; o < n_; ++o)
-      for (const shard_piece& piece : l.from[o])
-        if (piece.staged != shard_piece::direct)
-          host_space::copy(destination(piece, o), recv_[slot].data() + piece.staged, piece.bytes);
-    if (b + 1 == plan_.batches()) {
-      for (std::size_t o = 0; o < n_; ++o) peer_failed_ = peer_failed_ || flags_[o] != std::byte{0};
+    for (const auto& pieces : l.from)
+      for (const shard_piece& piece : pieces)
+        if (piece.staged != shard_piece::direct && piece.spec != shard_piece::flag)
+          copies_.copy(result_data(piece.spec), recv_[slot].data() + piece.staged, piece.bytes);
+    copies_.run(space_);
+    if (last(b) && n_ > 1) {
+      space_.to_host(flags_.data(), recv_[slot].data() + l.flags, n_ - 1);
+      for (const std::byte f : flags_) peer_failed_ = peer_failed_ || f != std::byte{0};
     }
   }
 
@@ -239,18 +248,20 @@ class shard_run {
   std::span<const shard_spec> specs_;
   Load& load_;
   shard_options options_;
+  const Space& space_;
   int me_;
   std::size_t n_, mine_;
   shard_plan plan_;
   std::vector<shard_sizes> sizes_;
   std::vector<std::optional<Tensor>> results_;
   std::vector<named_tensor<Tensor>> out_;
-  host_tensor owned_;                       // staging when the caller gives no workspace
+  space_buffer<Space> owned_;               // staging when the caller gives no workspace
   std::span<std::byte> send_[2], recv_[2];  // staging, per batch parity
   shard_layout layouts_[2];
-  std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);   // where the shards for each rank go
-  std::vector<segment> recv_pieces_;                           // one source's, while its receive is posted
-  std::vector<std::byte> flags_ = std::vector<std::byte>(n_);  // each rank's success flag (own: 0)
+  phase_copies<Space> copies_;
+  std::vector<std::byte*> to_ = std::vector<std::byte*>(n_);  // where the shards for each rank go
+  std::vector<segment> recv_pieces_;                          // one source's, while its receive is posted
+  std::vector<std::byte> flags_ = std::vector<std::byte>(n_ - 1);  // the other ranks' success flags
   std::string problem_;
   bool peer_failed_ = false;
   std::optional<typename Comm::request> in_flight_[2];  // declared last, destroyed first: completes before

@@ -18,7 +18,6 @@
 
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
-#include "redist/core/memory_space.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/plan/shard.hpp"
@@ -34,10 +33,12 @@ struct named_tensor {
 
 namespace detail {
 
-// Copies shard p of a tensor cut along `dim` into to[p] for every p: outer blocks of the dims before `dim`,
-// each holding one contiguous run per rank.
-inline void slice_shards(const std::byte* from, const shard_spec& s, std::size_t n,
-                         std::span<std::byte* const> to) {
+// Lists the copies of shard p of a tensor cut along `dim` into to[p] for every p: outer blocks of the dims
+// before `dim`, each holding one contiguous run per rank. `copies` makes them (phase_copies: on the host at
+// once, on a device one table for them all).
+template <class Copies>
+void slice_shards(const std::byte* from, const shard_spec& s, std::size_t n, std::span<std::byte* const> to,
+                  Copies& copies) {
   const auto k = static_cast<std::size_t>(*s.shard_dim);
   std::size_t outer = 1, inner = size_of(s.dtype);
   for (std::size_t d = 0; d < k; ++d) outer *= static_cast<std::size_t>(s.shape[d]);
@@ -45,7 +46,7 @@ inline void slice_shards(const std::byte* from, const shard_spec& s, std::size_t
   const std::size_t run = static_cast<std::size_t>(s.shape[k]) / n * inner;
   if (run == 0) return;
   for (std::size_t i = 0; i < outer; ++i, from += run * n) {
-    for (std::size_t p = 0; p < n; ++p) host_space::copy(to[p] + i * run, from + p * run, run);
+    for (std::size_t p = 0; p < n; ++p) copies.copy(to[p] + i * run, from + p * run, run);
   }
 }
 
@@ -87,12 +88,15 @@ struct shard_piece {
 
 // Within a batch, the block from an owner to another rank holds the owner's tensors of the batch in spec
 // order (each a shard or the whole), so an owner sends every other rank as many bytes and every rank knows
-// what arrives from whom. The last batch adds a success flag after each block.
+// what arrives from whom. The last batch adds a success flag after each block; a rank receives them into
+// its staging in a row (source order, itself left out), after the staged pieces, so that one read takes
+// them all (one wait for the stream on a device).
 struct shard_layout {
   std::vector<std::size_t> send_counts, send_displs;
   std::size_t block = 0;       // bytes of tensors in each block this rank sends
   std::size_t send_bytes = 0;  // this rank's send staging
-  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min
+  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min, the flags
+  std::size_t flags = 0;       // where the flags are in it (the last batch)
   std::vector<std::vector<shard_piece>> from;  // per source rank, what arrives, in order
   bool moves = false;  // whether the batch is exchanged: some bytes cross ranks, or it is the last
 };
@@ -114,13 +118,16 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
       l.from[o].push_back({i, sizes[i].per_rank});
     }
   }
-  for (std::size_t o = 0; o < n; ++o) {
-    if (last && o != mine) l.from[o].push_back({shard_piece::flag, 1});
-    for (shard_piece& piece : l.from[o]) {
+  for (auto& pieces : l.from) {
+    for (shard_piece& piece : pieces) {
       if (piece.bytes >= shard_direct_min) continue;
       piece.staged = l.staged;
       l.staged += piece.bytes;
     }
+  }
+  l.flags = l.staged;
+  for (std::size_t o = 0; last && o < n; ++o) {
+    if (o != mine) l.from[o].push_back({shard_piece::flag, 1, l.staged++});
   }
   l.send_counts.assign(n, l.block + (last ? 1 : 0));
   l.send_counts[mine] = 0;
