@@ -501,9 +501,12 @@ void hand_run(const hand_plan& h, const hand_exchange& x, const device_batch& lo
 
 // ---- checking ---------------------------------------------------------------------------------------------
 
-std::vector<std::byte> download(const void* p, std::size_t n) {
+// After the work queued on the stream (a result's copies may still be in flight there): the stream is
+// non-blocking, so a plain cudaMemcpy would not wait for it.
+std::vector<std::byte> download(const void* p, std::size_t n, cudaStream_t s) {
   std::vector<std::byte> out(n);
-  if (n != 0) d::cuda_check(cudaMemcpy(out.data(), p, n, cudaMemcpyDeviceToHost), "download");
+  if (n != 0) d::cuda_check(cudaMemcpyAsync(out.data(), p, n, cudaMemcpyDeviceToHost, s), "download");
+  d::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   return out;
 }
 
@@ -528,12 +531,13 @@ std::size_t wrong_samples(const config& c, const std::vector<sample_id>& want,
 }
 
 // redistribute()'s result: the ids in the consumer's order, one sequence per sample, every byte.
-std::size_t wrong_in_batch(const config& c, const device_batch& b, const std::vector<sample_id>& want) {
+std::size_t wrong_in_batch(const config& c, const device_batch& b, const std::vector<sample_id>& want,
+                           cudaStream_t s) {
   if (b.size() != want.size() || b.fields().size() != key_count) return std::max(b.size(), want.size());
   std::array<std::vector<std::byte>, key_count> got;
   for (std::size_t k = 0; k < key_count; ++k) {
     if (!b.has_key(keys[k].name) || b.at(keys[k].name).dtype != keys[k].type) return want.size();
-    got[k] = download(b.data(keys[k].name).data(), b.data(keys[k].name).nbytes());
+    got[k] = download(b.data(keys[k].name).data(), b.data(keys[k].name).nbytes(), s);
   }
   return wrong_samples(c, want, got, [&](std::size_t k, std::size_t i) {
     const auto lens = b.seqlens(keys[k].name, i);
@@ -544,11 +548,12 @@ std::size_t wrong_in_batch(const config& c, const device_batch& b, const std::ve
 
 // The hand-written outputs (per key, packed in the consumer's order) or, without them, its receive buffer.
 std::size_t wrong_in_hand(const config& c, const hand_plan& h, const hand_buffers& b,
-                          const std::vector<sample_id>& want, bool unpacked) {
+                          const std::vector<sample_id>& want, bool unpacked, cudaStream_t s) {
   std::array<std::vector<std::byte>, key_count> got;
   std::array<std::vector<std::size_t>, key_count> at;
   for (std::size_t k = 0; k < key_count; ++k) {
-    got[k] = unpacked ? download(b.out[k].data(), h.out_bytes[k]) : download(b.recv.data(), h.recv_bytes);
+    got[k] =
+        unpacked ? download(b.out[k].data(), h.out_bytes[k], s) : download(b.recv.data(), h.recv_bytes, s);
     for (std::size_t i = 0, o = 0; i < want.size(); o += key_bytes(c, want[i], k), ++i)
       at[k].push_back(unpacked ? o : h.recv_of[k][i]);
   }
@@ -651,17 +656,17 @@ bool run_layouts(const config& c, const world& w, const redist::mpi_communicator
     wrong.fill(-1);
     if (c.check) {
       std::array<long long, method_count> mine{};
-      mine[0] = static_cast<long long>(wrong_in_batch(c, once(), wanted));
+      mine[0] = static_cast<long long>(wrong_in_batch(c, once(), wanted, w.stream));
       into();
-      mine[1] = static_cast<long long>(wrong_in_batch(c, into_out, wanted));
+      mine[1] = static_cast<long long>(wrong_in_batch(c, into_out, wanted, w.stream));
       hand_run(hand, x, local, kept, true, true, w.stream);
-      mine[2] = static_cast<long long>(wrong_in_hand(c, hand, kept, wanted, true));
+      mine[2] = static_cast<long long>(wrong_in_hand(c, hand, kept, wanted, true, w.stream));
       hand_buffers checked;  // the alloc variant's buffers, kept once to be read back
       hand_run(hand, x, local, checked, true, true, w.stream);
-      mine[3] = static_cast<long long>(wrong_in_hand(c, hand, checked, wanted, true));
+      mine[3] = static_cast<long long>(wrong_in_hand(c, hand, checked, wanted, true, w.stream));
       kept.clear();
       hand_run(hand, x, local, kept, true, false, w.stream);
-      mine[4] = static_cast<long long>(wrong_in_hand(c, hand, kept, wanted, false));
+      mine[4] = static_cast<long long>(wrong_in_hand(c, hand, kept, wanted, false, w.stream));
       MPI_Allreduce(mine.data(), wrong.data(), static_cast<int>(method_count), MPI_LONG_LONG, MPI_SUM,
                     w.comm);
       for (auto n : wrong) failed = failed || n != 0;

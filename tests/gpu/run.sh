@@ -26,12 +26,13 @@ samples="${REDIST_BENCH_SAMPLES:-256}"
 start=$(date +%s)
 
 gpus=0
-if command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader; then
+if command -v nvidia-smi >/dev/null &&
+  nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 fi
 if [ "${gpus}" -eq 0 ]; then
-  echo "tests/gpu/run.sh: NO GPU: no NVIDIA GPU is visible on this machine (nvidia-smi missing or listing none);"
-  echo "tests/gpu/run.sh: nothing was built or run, this is NOT a pass: run it on a machine with an NVIDIA GPU"
+  echo "tests/gpu/run.sh: NO GPU: no NVIDIA GPU is visible here (nvidia-smi missing or listing none);"
+  echo "tests/gpu/run.sh: nothing was built or run, this is NOT a pass: run it on a machine with a GPU"
   exit 1
 fi
 bash cmake/install-deps.sh
@@ -58,7 +59,8 @@ run_redist_bench() {  # <ranks> <comm> [args...]
   shift 2
   echo "## bench_redistribute_device: ${np} ranks, --comm ${comm}"
   "${mpiexec[@]}" -np "${np}" "${build}/examples/example_bench_redistribute_device" --comm "${comm}" --check \
-    --samples "${samples}" "$@" | tee -a "${redist_bench}" || { echo "(failed: ${np} ranks, ${comm})"; status=1; }
+    --samples "${samples}" "$@" | tee -a "${redist_bench}" ||
+    { echo "(failed: ${np} ranks, ${comm})"; status=1; }
 }
 run_redist_bench 1 nccl --iters 5 --matrix "${build}/a2av-np1-"
 for np in 2 4 8; do run_redist_bench "${np}" mpi --iters 3; done
@@ -73,11 +75,13 @@ echo
 echo "bench_device_staging (ratio = algbw / cudaMemcpyAsync D2D algbw):"
 grep -E '^ +[0-9]' "${bench}" | awk '{printf "  %-8s piece %8s B: %7s GB/s, ratio %s (target %s %s), #wrong %s\n", $4, $1, $6, $9, $10, $11, $12}'
 echo
-echo "bench_redistribute_device (into = redistribute_into / hand-unpacked, alloc = redistribute / hand-unpacked-alloc;"
-echo "the hand side: pack kernel, grouped ncclSend/ncclRecv or D2H + MPI_Ialltoallv + H2D, unpack kernel):"
+echo "bench_redistribute_device (into = redistribute_into / hand-unpacked, alloc = redistribute /"
+echo "hand-unpacked-alloc; by hand: pack kernel, grouped ncclSend/ncclRecv or D2H + MPI_Ialltoallv + H2D,"
+echo "unpack kernel):"
 echo "| comm | ranks | layout | into | alloc | target | verdict | #wrong |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-awk '$2 == "summary:" {printf "| %s | %s | %s | %s | %s | <= %s | %s | %s |\n", $4, $6, $8, $10, $12, $14, $15, $17}' \
+awk '$2 == "summary:" {
+  printf "| %s | %s | %s | %s | %s | <= %s | %s | %s |\n", $4, $6, $8, $10, $12, $14, $15, $17 }' \
   "${redist_bench}"
 grep -q "^# summary:" "${redist_bench}" || { echo "(no bench_redistribute_device result)"; status=1; }
 echo "tests/gpu/run.sh: $( [ ${status} -eq 0 ] && echo passed || echo FAILED ) in $(( $(date +%s) - start )) s"
