@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_workload.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/mpi/device.hpp"
 #include "redist/comm/nccl.hpp"
@@ -123,90 +124,18 @@ config parse(int argc, char** argv) {
   return c;
 }
 
-// ---- the workload: bench_redistribute's, lengths and values pure functions of (seed, id, key, element)
-// ------
+// ---- the workload: bench_redistribute's (bench_workload.hpp) --------------------------------------------
 
-std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
-  return redist::bench::mix(redist::bench::mix(seed ^ a) ^ b);
-}
+using redist::bench::key_bytes;
+using redist::bench::key_count;
+using redist::bench::keys;
+using redist::bench::layout;
+using redist::bench::make_layout;
+using redist::bench::tokens_of;
 
-struct key_spec {
-  const char* name;
-  dtype type;
-  std::int64_t width;  // 0: trailing shape {}, else {width}
-  std::size_t row_bytes() const {
-    return redist::size_of(type) * static_cast<std::size_t>(width ? width : 1);
-  }
-  std::vector<std::int64_t> trailing() const {
-    return width == 0 ? std::vector<std::int64_t>{} : std::vector<std::int64_t>{width};
-  }
-};
-// Ascending by name: the order in which redistribute() returns them.
-const key_spec keys[] = {{"hidden", dtype::bf16, 16}, {"logits", dtype::bf16, 0}, {"tokens", dtype::i64, 0}};
-constexpr std::size_t key_count = std::size(keys);
-
-// Lognormal token counts of mean `mean_tokens` (Box-Muller on two uniform draws of the id's hash).
-std::int64_t tokens_of(const config& c, sample_id id) {
-  const double u1 = (static_cast<double>(draw(c.seed, id, 1) >> 11) + 0.5) * 0x1p-53;
-  const double u2 = static_cast<double>(draw(c.seed, id, 2) >> 11) * 0x1p-53;
-  const double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
-  const double mu = std::log(c.mean_tokens) - c.sigma * c.sigma / 2;
-  return std::max<std::int64_t>(1, std::llround(std::exp(mu + c.sigma * z)));
-}
-std::size_t key_bytes(const config& c, sample_id id, std::size_t k) {
-  return static_cast<std::size_t>(tokens_of(c, id)) * keys[k].row_bytes();
-}
-
-// The bytes of key k of sample id: bf16 values in [0.5, 1) with either sign, integers below 2^24.
+// The bytes of key k of sample id.
 void expected_bytes(const config& c, sample_id id, std::size_t k, std::byte* out) {
-  const std::size_t n = key_bytes(c, id, k) / redist::size_of(keys[k].type);
-  const std::uint64_t base = draw(c.seed, id, 100 + k);
-  for (std::size_t e = 0; e < n; ++e) {
-    if (keys[k].type == dtype::bf16) {
-      const auto bits = static_cast<std::uint16_t>((redist::bench::mix(base ^ e) & 0x807F) | 0x3F00);
-      std::memcpy(out + 2 * e, &bits, 2);
-    } else {
-      const auto v = static_cast<std::int64_t>(redist::bench::mix(base ^ e) & 0xFFFFFF);
-      std::memcpy(out + 8 * e, &v, 8);
-    }
-  }
-}
-
-// Who produces which ids and who wants which, in which order; every rank computes every rank's lists.
-// blocks: rank r produces a contiguous block, consumer c wants c, c + P, ... in arrival order; reordered: the
-// same asked in a shuffled order; skewed: rank 0 produces half of all ids, the rest are spread evenly.
-struct layout {
-  std::string name, order;
-  std::vector<int> owner;                        // per id
-  std::vector<std::vector<sample_id>> produced;  // per rank
-  std::vector<std::vector<sample_id>> wanted;    // per rank, in the consumer's order
-};
-
-layout make_layout(const std::string& kind, int ranks, const config& c) {
-  const auto P = static_cast<std::size_t>(ranks);
-  const std::size_t N = c.samples * P;
-  layout l{kind, kind == "reordered" ? "shuffled" : "arrival", std::vector<int>(N), {}, {}};
-  l.produced.resize(P);
-  l.wanted.resize(P);
-  std::vector<std::size_t> first(P + 1, 0);
-  const std::size_t rest = N - N / 2;
-  for (std::size_t r = 0; r < P; ++r)
-    first[r + 1] = first[r] + (kind != "skewed" ? c.samples
-                               : r == 0         ? N / 2 + rest / P + (rest % P ? 1 : 0)
-                                                : rest / P + (r < rest % P ? 1 : 0));
-  for (std::size_t r = 0; r < P; ++r)
-    for (std::size_t i = first[r]; i < first[r + 1]; ++i) {
-      l.owner[i] = static_cast<int>(r);
-      l.produced[r].push_back(i);
-    }
-  for (std::size_t s = 0; s < P; ++s)
-    for (sample_id id : l.produced[s]) l.wanted[id % P].push_back(id);
-  if (kind == "reordered")
-    for (std::size_t r = 0; r < P; ++r) {
-      auto& w = l.wanted[r];
-      for (std::size_t i = w.size(); i > 1; --i) std::swap(w[i - 1], w[draw(c.seed, 7 + r, i) % i]);
-    }
-  return l;
+  redist::bench::expected_bytes(c, id, k, tokens_of(c, id), out);
 }
 
 // This rank's batch, built on the host and uploaded to device tensors on the stream.
