@@ -34,8 +34,8 @@ struct named_tensor {
 namespace detail {
 
 // Lists the copies of shard p of a tensor cut along `dim` into to[p] for every p: outer blocks of the dims
-// before `dim`, each holding one contiguous run per rank. `copies` makes them (phase_copies: on the host at
-// once, on a device one table for them all).
+// before `dim`, each holding one contiguous run per rank. `copies` takes them (a phase_copies: made at once
+// on the host, listed on a device for the one table that slices the whole tensor).
 template <class Copies>
 void slice_shards(const std::byte* from, const shard_spec& s, std::size_t n, std::span<std::byte* const> to,
                   Copies& copies) {
