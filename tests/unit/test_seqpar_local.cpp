@@ -1,6 +1,7 @@
 // One-process tests of redist/seqpar.hpp: the all-to-all's packing and unpacking index math for 1 to 5
-// simulated ranks (every pair of dims, padding and cutting) and slice_inputs' slicing against an element-by-
-// element reference, the public operations on a self_communicator, local errors, and the agreement messages.
+// simulated ranks (every pair of dims, padding and cutting; copies made at once and as one table) and
+// slice_inputs' slicing against an element-by- element reference, the public operations on a
+// self_communicator, local errors, and the agreement messages.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -24,6 +25,20 @@ namespace {
 using redist::dtype;
 using redist::host_tensor;
 namespace sp = redist::detail::seqpar;
+
+// What fill(to, copies) writes into a copy of `init`, the same through both copy sinks: made at once (host
+// tensors) and listed as one table (device tensors), here run by the host space.
+template <class Fill>
+std::vector<std::byte> through_both(const std::vector<std::byte>& init, Fill fill) {
+  std::vector<std::byte> now = init, table = init;
+  redist::detail::direct_copies direct;
+  fill(now.data(), direct);
+  redist::detail::copy_list list;
+  fill(table.data(), list);
+  list.run(redist::host_space{});
+  REQUIRE(now == table);
+  return now;
+}
 using shape_t = std::vector<std::int64_t>;
 
 using redist::test::error_of;
@@ -78,13 +93,15 @@ std::vector<std::byte> through_layout(const std::vector<std::vector<std::byte>>&
       REQUIRE(inputs[i].size() == send.size());
       send = inputs[i];
     } else if (!send.empty()) {
-      sp::pack(l, inputs[i].data(), send.data());
+      send =
+          through_both(send, [&](std::byte* to, auto& copies) { sp::pack(l, inputs[i].data(), to, copies); });
     }
     if (l.block != 0) std::memcpy(recv.data() + i * l.block, send.data() + me * l.block, l.block);
   }
   if (l.recv_in_place) return recv;
   std::vector<std::byte> out(numel(l.out) * elem, std::byte{0xEE});
-  if (!out.empty()) sp::unpack(l, recv.data(), out.data());
+  if (!out.empty())
+    out = through_both(out, [&](std::byte* to, auto& copies) { sp::unpack(l, recv.data(), to, copies); });
   return out;
 }
 
@@ -158,7 +175,10 @@ TEST_CASE("seqpar slice_rows: each rank's slice is the zero-padded rows [r * uni
             if (idx[d] < in[d]) std::memcpy(want.data() + f * elem, x.data() + flatten(idx, in) * elem, elem);
           }
           std::vector<std::byte> got(want.size(), std::byte{0xEE});
-          if (!got.empty()) sp::slice_rows(in, elem, d, r, P, x.data(), got.data());
+          if (!got.empty())
+            got = through_both(got, [&](std::byte* to, auto& copies) {
+              sp::slice_rows(in, elem, d, r, P, x.data(), to, copies);
+            });
           INFO("shape " << redist::detail::shape_text(in) << " dim " << d << " P " << P << " rank " << r);
           CHECK(got == want);
         }
