@@ -1,6 +1,6 @@
 // One-process tests of redist/seqpar.hpp: the all-to-all's packing and unpacking index math for 1 to 5
 // simulated ranks (every pair of dims, padding and cutting; copies made at once and as one table) and
-// slice_inputs' slicing against an element-by- element reference, the public operations on a
+// slice_inputs' slicing against an element-by-element reference, the public operations on a
 // self_communicator, local errors, and the agreement messages.
 #include <doctest/doctest.h>
 
