@@ -16,6 +16,7 @@
 
 #include "../mpi/mpi_test.hpp"
 #include "../unit/splitmix.hpp"
+#include "gpu_rank.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/mpi/device.hpp"
 #include "redist/comm/nccl.hpp"
@@ -33,28 +34,9 @@ using redist::host_tensor;
 using host_tree = redist::nested<host_tensor>;
 using device_tree = redist::nested<cuda_tensor>;
 
-struct gpu {
-  int device = 0;
-  cudaStream_t stream{};
-  gpu() {
-    int n = 0;
-    d::cuda_check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
-    device = redist::test::world().rank % n;
-    d::cuda_check(cudaSetDevice(device), "cudaSetDevice");
-    d::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  }
-  ~gpu() { cudaStreamDestroy(stream); }
-  void sync() const { d::cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
-
+struct gpu : redist::test::gpu_rank {
   device_tree up(const host_tree& n) const {
-    if (n.is_tensor()) {
-      const host_tensor& h = n.tensor();
-      cuda_tensor t(h.dtype(), {h.shape().begin(), h.shape().end()}, {stream, nullptr});
-      d::cuda_check(cudaMemcpyAsync(t.data(), h.data(), t.nbytes(), cudaMemcpyHostToDevice, stream),
-                    "upload");
-      sync();
-      return device_tree(std::move(t));  // nvcc copies into the converting constructor otherwise
-    }
+    if (n.is_tensor()) return device_tree(gpu_rank::up(n.tensor()));  // moved: nvcc would copy otherwise
     if (n.is_list()) {
       device_tree::list l;
       for (const auto& c : n.items()) l.push_back(up(c));
@@ -149,18 +131,12 @@ bool every_root(const redist::mpi_communicator& host, const Comm& comm, const gp
 
 TEST_CASE("dispatch of device tensors over host-staged MPI gives the host dispatch's items") {
   const gpu g;
-  for (const bool backwards : {false, true}) {
-    auto owned = backwards ? redist::test::reversed_world() : redist::test::split_world(true);
-    const redist::mpi_communicator host(owned.get());
-    const redist::mpi_device_communicator comm(host, g.stream, {.staging_bytes = 4096});
-    CAPTURE(backwards);
-    CHECK(redist::test::all_ranks(every_root(host, comm, g)));
-  }
+  redist::test::over_host_staged_mpi(
+      g, [&](const auto& host, const auto& comm) { return every_root(host, comm, g); });
 }
 
 TEST_CASE("dispatch of device tensors over NCCL at one rank gives the host dispatch's items") {
   const gpu g;
-  const redist::self_communicator self;
-  const redist::nccl_communicator comm = redist::nccl_communicator::create(self, g.device, g.stream);
-  CHECK(redist::test::all_ranks(every_root(redist::mpi_communicator(MPI_COMM_SELF), comm, g)));
+  redist::test::over_nccl_one_rank(
+      g, [&](const auto& host, const auto& comm) { return every_root(host, comm, g); });
 }

@@ -13,6 +13,7 @@
 
 #include "../mpi/device_batches.hpp"
 #include "../mpi/mpi_test.hpp"
+#include "gpu_rank.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/mpi/device.hpp"
 #include "redist/comm/nccl.hpp"
@@ -29,19 +30,7 @@ using redist::test::host_batch;
 using device_batch = redist::sequence_batch<cuda_tensor>;
 
 // This rank's GPU and a stream of its own, synchronized by the test only.
-struct gpu {
-  int device = 0;
-  cudaStream_t stream{};
-  gpu() {
-    int n = 0;
-    d::cuda_check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
-    device = redist::test::world().rank % n;
-    d::cuda_check(cudaSetDevice(device), "cudaSetDevice");
-    d::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  }
-  ~gpu() { cudaStreamDestroy(stream); }
-  void sync() const { d::cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
-
+struct gpu : redist::test::gpu_rank {
   device_batch up(const host_batch& b) const {
     auto out = redist::test::convert<redist::host_tensor, cuda_tensor>(
         b,

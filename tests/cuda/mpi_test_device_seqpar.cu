@@ -13,12 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "../mpi/mpi_test.hpp"
 #include "../unit/splitmix.hpp"
-#include "redist/comm/mpi.hpp"
-#include "redist/comm/mpi/device.hpp"
-#include "redist/comm/nccl.hpp"
-#include "redist/comm/self.hpp"
+#include "gpu_rank.hpp"
 #include "redist/core/cuda/space.cuh"
 #include "redist/core/cuda/tensor.hpp"
 #include "redist/seqpar.hpp"
@@ -31,38 +27,11 @@ using redist::cuda_tensor;
 using redist::dtype;
 using redist::host_tensor;
 
-struct gpu {
-  int device = 0;
-  cudaStream_t stream{}, use_stream{};
-  gpu() {
-    int n = 0;
-    d::cuda_check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
-    device = redist::test::world().rank % n;
-    d::cuda_check(cudaSetDevice(device), "cudaSetDevice");
-    d::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    d::cuda_check(cudaStreamCreateWithFlags(&use_stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  }
-  ~gpu() {
-    cudaStreamDestroy(stream);
-    cudaStreamDestroy(use_stream);
-  }
-  void sync() const {
-    d::cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    d::cuda_check(cudaStreamSynchronize(use_stream), "cudaStreamSynchronize");
-  }
-  cuda_tensor up(const host_tensor& h) const {
-    cuda_tensor t(h.dtype(), {h.shape().begin(), h.shape().end()}, {stream, nullptr});
-    d::cuda_check(cudaMemcpyAsync(t.data(), h.data(), t.nbytes(), cudaMemcpyHostToDevice, stream), "upload");
-    sync();
-    return t;
-  }
-  host_tensor down(const cuda_tensor& t, cudaStream_t on) const {
-    host_tensor h(t.dtype(), {t.shape().begin(), t.shape().end()});
-    sync();
-    d::cuda_check(cudaMemcpyAsync(h.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, on), "download");
-    d::cuda_check(cudaStreamSynchronize(on), "cudaStreamSynchronize");
-    return h;
-  }
+// The rank's GPU with a second stream, the one use() of the rotating broadcast queues its work on.
+struct gpu : redist::test::gpu_rank {
+  cudaStream_t use_stream{};
+  gpu() { d::cuda_check(cudaStreamCreateWithFlags(&use_stream, cudaStreamNonBlocking), "cudaStreamCreate"); }
+  ~gpu() { cudaStreamDestroy(use_stream); }
 };
 
 host_tensor random_tensor(dtype t, std::vector<std::int64_t> shape, std::uint64_t seed) {
@@ -92,7 +61,7 @@ bool every_op(const redist::mpi_communicator& host, const Comm& comm, const gpu&
   const auto seed = static_cast<std::uint64_t>(host.rank()) + 5;
   bool ok = true;
   const auto check = [&](const host_tensor& want, const cuda_tensor& got) {
-    ok = ok && same(want, g.down(got, g.stream));
+    ok = ok && same(want, g.down(got));
   };
   const host_tensor x = random_tensor(dtype::bf16, {6, 2 * P, 40}, seed);
   const cuda_tensor dx = g.up(x);
@@ -148,18 +117,12 @@ bool every_op(const redist::mpi_communicator& host, const Comm& comm, const gpu&
 
 TEST_CASE("seqpar on device tensors over host-staged MPI gives the host op's bytes") {
   const gpu g;
-  for (const bool backwards : {false, true}) {
-    auto owned = backwards ? redist::test::reversed_world() : redist::test::split_world(true);
-    const redist::mpi_communicator host(owned.get());
-    const redist::mpi_device_communicator comm(host, g.stream, {.staging_bytes = 4096});
-    CAPTURE(backwards);
-    CHECK(redist::test::all_ranks(every_op(host, comm, g)));
-  }
+  redist::test::over_host_staged_mpi(
+      g, [&](const auto& host, const auto& comm) { return every_op(host, comm, g); });
 }
 
 TEST_CASE("seqpar on device tensors over NCCL at one rank gives the host op's bytes") {
   const gpu g;
-  const redist::self_communicator self;
-  const redist::nccl_communicator comm = redist::nccl_communicator::create(self, g.device, g.stream);
-  CHECK(redist::test::all_ranks(every_op(redist::mpi_communicator(MPI_COMM_SELF), comm, g)));
+  redist::test::over_nccl_one_rank(
+      g, [&](const auto& host, const auto& comm) { return every_op(host, comm, g); });
 }

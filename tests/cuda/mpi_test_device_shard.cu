@@ -17,6 +17,7 @@
 
 #include "../mpi/mpi_test.hpp"
 #include "../unit/splitmix.hpp"
+#include "gpu_rank.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/mpi/device.hpp"
 #include "redist/comm/nccl.hpp"
@@ -34,19 +35,7 @@ using redist::dtype;
 using redist::host_tensor;
 using redist::shard_spec;
 
-struct gpu {
-  int device = 0;
-  cudaStream_t stream{};
-  gpu() {
-    int n = 0;
-    d::cuda_check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
-    device = redist::test::world().rank % n;
-    d::cuda_check(cudaSetDevice(device), "cudaSetDevice");
-    d::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  }
-  ~gpu() { cudaStreamDestroy(stream); }
-  void sync() const { d::cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
-
+struct gpu : redist::test::gpu_rank {
   // h's bytes into t, on the stream (pageable h is staged before the copy returns).
   void upload(cuda_tensor& t, const host_tensor& h) const {
     d::cuda_check(cudaMemcpyAsync(t.data(), h.data(), h.nbytes(), cudaMemcpyHostToDevice, stream), "upload");
@@ -145,18 +134,12 @@ bool same_as_host(const redist::mpi_communicator& host, const Comm& comm, const 
 
 TEST_CASE("shard_scatter of device tensors over host-staged MPI gives the host results") {
   const gpu g;
-  for (const bool backwards : {false, true}) {
-    auto owned = backwards ? redist::test::reversed_world() : redist::test::split_world(true);
-    const redist::mpi_communicator host(owned.get());
-    const redist::mpi_device_communicator comm(host, g.stream, {.staging_bytes = 4096});
-    CAPTURE(backwards);
-    CHECK(redist::test::all_ranks(same_as_host(host, comm, g)));
-  }
+  redist::test::over_host_staged_mpi(
+      g, [&](const auto& host, const auto& comm) { return same_as_host(host, comm, g); });
 }
 
 TEST_CASE("shard_scatter of device tensors over NCCL at one rank gives the host results") {
   const gpu g;
-  const redist::self_communicator self;
-  const redist::nccl_communicator comm = redist::nccl_communicator::create(self, g.device, g.stream);
-  CHECK(redist::test::all_ranks(same_as_host(redist::mpi_communicator(MPI_COMM_SELF), comm, g)));
+  redist::test::over_nccl_one_rank(
+      g, [&](const auto& host, const auto& comm) { return same_as_host(host, comm, g); });
 }
