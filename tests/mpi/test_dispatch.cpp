@@ -20,6 +20,7 @@
 
 #include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
+#include "nested_text.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/comm/self.hpp"
 #include "redist/core/host_tensor.hpp"
@@ -163,38 +164,7 @@ redist::nested<Tensor> make_item(std::uint64_t seed, std::uint64_t case_id, int 
 
 // ---- comparing what arrived with what was expected ----
 
-// Kinds, names, dtypes and shapes as text; bytes appended tensor by tensor.
-template <class Tensor>
-void describe(const redist::nested<Tensor>& n, std::string& out, std::vector<std::byte>& bytes) {
-  using traits = redist::tensor_traits<Tensor>;
-  if (n.is_tensor()) {
-    const Tensor& t = n.tensor();
-    out += std::string(redist::name(traits::dtype(t))) + "[";
-    std::size_t size = redist::size_of(traits::dtype(t));
-    for (std::size_t d = 0; d < traits::rank(t); ++d) {
-      out += (d ? "," : "") + std::to_string(traits::extent(t, d));
-      size *= static_cast<std::size_t>(traits::extent(t, d));
-    }
-    out += "]";
-    const auto* p = static_cast<const std::byte*>(traits::data(t));
-    if (size != 0) bytes.insert(bytes.end(), p, p + size);
-  } else if (n.is_list()) {
-    out += "(";
-    for (const auto& c : n.items()) {
-      describe(c, out, bytes);
-      out += ";";
-    }
-    out += ")";
-  } else {
-    out += "{";
-    for (const auto& f : n.named()) {
-      out += f.name + "=";
-      describe(f.value, out, bytes);
-      out += ";";
-    }
-    out += "}";
-  }
-}
+using redist::test::describe;
 
 // The first difference between got and want; empty if none.
 template <class Tensor>

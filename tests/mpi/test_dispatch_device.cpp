@@ -18,6 +18,7 @@
 
 #include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
+#include "nested_text.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/nested.hpp"
@@ -119,32 +120,7 @@ sim_tree to_sim(const host_tree& n) {
   return f;
 }
 
-// Kinds, names, dtypes and shapes as text, bytes appended tensor by tensor.
-template <class Tensor>
-void describe(const redist::nested<Tensor>& n, std::string& out, std::vector<std::byte>& bytes) {
-  using traits = redist::tensor_traits<Tensor>;
-  if (n.is_tensor()) {
-    const Tensor& t = n.tensor();
-    out += std::string(redist::name(traits::dtype(t))) + "[";
-    std::size_t size = redist::size_of(traits::dtype(t));
-    for (std::size_t d = 0; d < traits::rank(t); ++d) {
-      out += (d ? "," : "") + std::to_string(traits::extent(t, d));
-      size *= static_cast<std::size_t>(traits::extent(t, d));
-    }
-    out += "]";
-    const auto* p = static_cast<const std::byte*>(traits::data(t));
-    if (size != 0) bytes.insert(bytes.end(), p, p + size);
-    return;
-  }
-  const bool list = n.is_list();
-  out += list ? "(" : "{";
-  if (list) {
-    for (const auto& c : n.items()) describe(c, out, bytes), out += ";";
-  } else {
-    for (const auto& f : n.named()) out += f.name + "=", describe(f.value, out, bytes), out += ";";
-  }
-  out += list ? ")" : "}";
-}
+using redist::test::describe;
 
 bool same(const sim_tree& got, const host_tree& want) {
   std::string gs, ws;

@@ -15,10 +15,12 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../unit/splitmix.hpp"
 #include "mpi_test.hpp"
+#include "nested_text.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/seqpar.hpp"
 #include "sim_device.hpp"
@@ -140,20 +142,11 @@ redist::nested<Tensor> tree_of(int r, Make make) {
                                     {"b", tree(std::move(items))}});
 }
 
-// Every tensor's dtype, shape and bytes, depth first.
+// A tree's structure, dtypes and shapes as text, then its bytes.
 template <class Tensor>
-std::vector<std::byte> flat(const redist::nested<Tensor>& t) {
-  std::vector<std::byte> out;
-  t.for_each_tensor([&](const Tensor& x) {
-    using traits = redist::tensor_traits<Tensor>;
-    out.push_back(static_cast<std::byte>(traits::dtype(x)));
-    for (std::size_t d = 0; d < traits::rank(x); ++d)
-      out.push_back(static_cast<std::byte>(traits::extent(x, d)));
-    const auto* b = static_cast<const std::byte*>(traits::data(x));
-    const std::size_t n =
-        redist::detail::dense_bytes(traits::dtype(x), redist::detail::seqpar::shape_of(x), "");
-    out.insert(out.end(), b, b + n);
-  });
+std::pair<std::string, std::vector<std::byte>> flat(const redist::nested<Tensor>& t) {
+  std::pair<std::string, std::vector<std::byte>> out;
+  redist::test::describe(t, out.first, out.second);
   return out;
 }
 
@@ -174,7 +167,7 @@ TEST_CASE("seqpar on device tensors: the rotating broadcast with use() on a seco
     const int r = comm.rank(), P = comm.size();
     const auto host_mine = tree_of<host_tensor>(r, [](host_tensor t) { return t; });
     const auto sim_mine = tree_of<sim_tensor>(r, to_sim);
-    std::vector<std::vector<std::byte>> want, got;
+    std::vector<std::pair<std::string, std::vector<std::byte>>> want, got;
     sp::rotating_broadcast(comm, host_mine,
                            [&](int, const redist::nested<host_tensor>& t) { want.push_back(flat(t)); });
     sim_space space, use_space;
