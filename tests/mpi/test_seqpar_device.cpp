@@ -78,7 +78,8 @@ std::vector<std::size_t> every_op(const redist::mpi_communicator& comm, std::int
   std::vector<std::size_t> tables;
   const auto seed = static_cast<std::uint64_t>(comm.rank() * 100 + outer);
   const host_tensor x = random_tensor(dtype::i16, {outer, 2 * P, 5}, seed);
-  for (const auto& [sd, gd] : {std::pair{1, 0}, {0, 2}, {1, 1}, {2, 1}, {-2, -1}}) {
+  for (const auto& dims : {std::pair{1, 0}, {0, 2}, {1, 1}, {2, 1}, {-2, -1}}) {
+    const int sd = dims.first, gd = dims.second;  // named: clang 14 captures no structured binding
     if (sd == 0 && outer % P != 0) continue;
     if (sd == 2) continue;  // extent 5 divides by 1 and 5 ranks only
     tables.push_back(c.run(x, [&](const auto& t, const auto& space) {
