@@ -172,8 +172,9 @@ struct host_packing {
 };
 
 // The same for device items, whose bytes the host must not read: every receiver's small tensors are gathered
-// by one table into one block of device staging, in order, then read into the streams with one or two
-// copies per receiver (a stream's packed bytes are contiguous, but may straddle its head and `rest`).
+// by one table into one block of device staging, in order, which comes to the host in one read (one wait for
+// the stream, however many receivers) and is copied from there into the streams (a stream's packed bytes are
+// contiguous, but may straddle its head and `rest`).
 template <class Space>
 class device_packing {
  public:
@@ -181,13 +182,7 @@ class device_packing {
   void pack(dispatch_stream_writer& w, const_segment t) {
     append_piece(sources_, t);
     w.place(t.bytes, [&](std::byte* to, std::size_t at, std::size_t n) {
-      const std::size_t from = bytes_ + at;
-      if (!reads_.empty() && reads_.back().to + reads_.back().bytes == to &&
-          reads_.back().from + reads_.back().bytes == from) {
-        reads_.back().bytes += n;
-      } else {
-        reads_.push_back({to, from, n});
-      }
+      places_.push_back({to, bytes_ + at, n});
     });
     bytes_ += t.bytes;
   }
@@ -197,18 +192,20 @@ class device_packing {
     space_buffer<Space> staging(space_);
     std::byte* block = staging.resize(bytes_).data();
     space_.gather(sources_, block);
-    for (const auto& r : reads_) space_.to_host(r.to, block + r.from, r.bytes);
+    std::vector<std::byte> packed(bytes_);
+    space_.to_host(packed.data(), block, bytes_);
+    for (const auto& p : places_) host_space::copy(p.to, packed.data() + p.from, p.bytes);
   }
 
  private:
-  struct read {
+  struct place {
     std::byte* to;     // host memory of a stream
-    std::size_t from;  // offset in the staging block
+    std::size_t from;  // offset in the block
     std::size_t bytes;
   };
   Space space_;
   std::vector<const_segment> sources_;
-  std::vector<read> reads_;
+  std::vector<place> places_;
   std::size_t bytes_ = 0;
 };
 
