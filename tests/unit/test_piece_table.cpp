@@ -136,14 +136,21 @@ TEST_CASE("piece tables: gather, scatter and cross tables match the host space a
 TEST_CASE("piece tables: pieces without a source write zeros at every alignment, as the host space does") {
   for (std::uint64_t seed = 0; seed < 12; ++seed) {
     const std::size_t n = 2 + seed * 5;
-    const auto src_bytes = random_bytes(4 * d::copy_tile_bytes, seed + 1);
-    auto want = random_bytes(n * (3 * d::copy_tile_bytes + 200), seed);
+    std::vector<std::size_t> lens(n);
+    std::size_t longest = 0, total = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      lens[i] = redist::test::piece_size(seed + 300, i, 3 * d::copy_tile_bytes + 100);
+      longest = std::max(longest, lens[i]);
+      total += lens[i] + 40 + 64;
+    }
+    const auto src_bytes = random_bytes(longest + 64, seed + 1);
+    auto want = random_bytes(total, seed);
     auto got = want;
     std::vector<d::copy_piece> want_table, got_table;
     std::size_t at = 0;
     for (std::size_t i = 0; i < n; ++i) {
       at += redist::test::draw(seed, i, 5) % 40;
-      const std::size_t len = redist::test::piece_size(seed + 300, i, 3 * d::copy_tile_bytes + 100);
+      const std::size_t len = lens[i];
       // Copies and zero pieces interleaved, as a packing with padding lists them.
       const std::byte* src = i % 2 == 0 ? nullptr : src_bytes.data() + (at + len) % 64;
       want_table.push_back({src, want.data() + at, len});
