@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -24,6 +25,7 @@
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/debug.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/dispatch/items.hpp"
 #include "redist/staging/buffer.hpp"
@@ -66,11 +68,12 @@ void dispatch_send(const Comm& comm, dispatch_outbox& box, Own&& own) {
 }
 
 // A receiver's side: the first message, then the rest of the stream, then each large tensor straight into
-// the decoded tree.
+// the decoded tree; `received` counts the bytes.
 template <class Tensor, class Comm, class Space>
-nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space) {
+nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space, std::uint64_t& received) {
   std::vector<std::byte> head(dispatch_head_bytes);
   comm.irecv(head, root, dispatch_tag).wait();
+  received = dispatch_head_bytes;
   const auto h = load_bytes<dispatch_header>(head.data());
   if (h.status == dispatch_status::nothing) return {};
   if (h.status != dispatch_status::item) {
@@ -82,6 +85,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space) 
   const auto owner = std::make_unique_for_overwrite<std::byte[]>(total);
   const std::span<std::byte> stream(owner.get(), total);
   const std::size_t inline_bytes = std::min(stream.size(), dispatch_inline_bytes);
+  received += total - inline_bytes;
   host_space::copy(stream.data(), head.data() + sizeof h, inline_bytes);
 
   std::vector<typename Comm::request> requests;  // after the buffers they write into: completed first
@@ -100,6 +104,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space) 
       packed.push_back({data, bytes});
     } else {
       requests.push_back(comm.irecv({data, bytes}, root, dispatch_tag));
+      received += bytes;
     }
   });
   if (!requests.empty() && schema_bytes <= inline_bytes && stream.size() > inline_bytes) {
@@ -117,6 +122,25 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space) 
   }
   wait_every(requests);
   return tree;
+}
+
+// REDIST_DEBUG's line on the root: what it sent, in all and (at TRACE) to each receiver.
+template <class Comm>
+void report_dispatch(const Comm& comm, const dispatch_outbox& box, std::size_t items, std::size_t pack_below,
+                     const debug_op_timer& timer) {
+  std::uint64_t sent = 0;
+  std::string peers;
+  for (std::size_t r = 0; r < box.out.size(); ++r) {
+    if (static_cast<int>(r) == comm.rank()) continue;
+    std::uint64_t bytes = dispatch_head_bytes + box.out[r].rest_bytes;
+    for (const auto& t : box.out[r].direct) bytes += t.bytes;
+    sent += bytes;
+    peers +=
+        str(peers.empty() ? "; to " : ", ", r, ": ", bytes, " B (", box.out[r].direct.size(), " direct)");
+  }
+  debug_print(comm.rank(), comm.size(), "redist::dispatch: root ", comm.rank(), ", ", items, " items to ",
+              comm.size() - 1, " receivers, pack_below ", pack_below, ": ", timer.figures(sent, 0),
+              debug_traces() ? peers : std::string());
 }
 
 // Both overloads of redist::dispatch, which differ only in how the root gets its own item: take_mine(r)
@@ -145,12 +169,22 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
     }
   }
   agree(comm, who, problem, call_description().add("op", who).add("root", root));
-  if (comm.rank() != root) return dispatch_receive<Tensor>(comm, root, space);
+  std::optional<debug_op_timer> timer;  // REDIST_DEBUG: at INFO, the root prints
+  if (debug_prints(comm.rank(), root)) [[unlikely]]
+    timer.emplace();
+  if (comm.rank() != root) {
+    std::uint64_t received = 0;
+    nested<Tensor> tree = dispatch_receive<Tensor>(comm, root, space, received);
+    if (timer)
+      debug_print(comm.rank(), comm.size(), who, ": from root ", root, ": ", timer->figures(0, received));
+    return tree;
+  }
   nested<Tensor> mine;
   dispatch_send(comm, box, [&] {
     const auto r = static_cast<std::size_t>(root);
     if (r < items.size()) mine = take_mine(r);
   });
+  if (timer) report_dispatch(comm, box, items.size(), pack_below, *timer);
   return mine;
 }
 

@@ -27,6 +27,7 @@
 #include "redist/core/nested.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/debug.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/seqpar/exchange.hpp"
@@ -127,7 +128,7 @@ void all_to_all_into(const Comm& comm, const In& x, int scatter_dim, int gather_
         detail::allocating(who, comm.rank(), "its output or staging",
                            [&] { staging = sp::reserve_staging(lay, ws, own); });
       });
-  sp::exchange(l, sp::bytes_of(x), sp::bytes_of(out), comm, staging, space);
+  sp::exchange(who, l, sp::bytes_of(x), sp::bytes_of(out), comm, staging, space);
 }
 
 // This rank's slice of x along dim: rows [r * unit, (r + 1) * unit) of x zero-padded at the end of dim to
@@ -219,8 +220,17 @@ detail::seqpar::output_t<Out, In> gather_outputs(const Comm& comm, const In& x, 
       }
     }
   }
+  std::optional<detail::debug_op_timer> timer;  // REDIST_DEBUG
+  if (detail::debug_prints(comm.rank())) [[unlikely]]
+    timer.emplace();
   detail::exchange_segments(comm, std::span<const std::vector<const_segment>>(send),
                             std::span<const std::vector<segment>>(recv), space);
+  if (timer) {
+    const std::uint64_t moved = (n - 1) * mine;
+    detail::debug_print(comm.rank(), comm.size(), who, ": x ", detail::shape_text(shape), " along dim ",
+                        sp::normalized(dim, shape.size()), ", ", unpadded_size,
+                        " rows kept: ", timer->figures(moved, moved));
+  }
   return std::move(*out);
 }
 
@@ -345,7 +355,7 @@ detail::seqpar::output_t<Out, In> gather_seq_scatter_heads_qkv(
                                detail::call_description()
                                    .add("seq_dim", sp::normalized(seq_dim, shape.size()))
                                    .add("unpadded_seq_len", sp::optional_text(unpadded_seq_len))));
-  sp::exchange(l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging, space);
+  sp::exchange(who, l, sp::bytes_of(qkv), sp::bytes_of(*out), comm, staging, space);
   return std::move(*out);
 }
 

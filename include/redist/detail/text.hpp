@@ -7,6 +7,8 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <iterator>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +56,21 @@ inline std::string rank_ranges(const std::vector<int>& ranks) {
     i = j + 1;
   }
   return out;
+}
+
+// "1.50 KiB": bytes in binary units, those below 1 KiB as "812 B".
+inline std::string human_bytes(std::uint64_t b) {
+  if (b < 1024) return str(b, " B");
+  constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(b) / 1024.0;
+  std::size_t u = 0;
+  while (v >= 1024.0 && u + 1 < std::size(units)) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  return buf;
 }
 
 }  // namespace redist::detail

@@ -5,36 +5,17 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <iterator>
 #include <sstream>
 #include <string>
 #include <type_traits>
 #include <variant>
 
+#include "redist/detail/text.hpp"
 #include "redist/plan/cost.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
 
 namespace redist {
-
-namespace detail {
-
-inline std::string human_bytes(std::uint64_t b) {
-  if (b < 1024) return std::to_string(b) + " B";
-  constexpr const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  double v = static_cast<double>(b) / 1024.0;
-  std::size_t u = 0;
-  while (v >= 1024.0 && u + 1 < std::size(units)) {
-    v /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
-  return buf;
-}
-
-}  // namespace detail
 
 // A table: one line per step (stage, kind, ranks, keys, ids, wire bytes, the step's busiest rank), then the
 // totals. A plan of more than 64 steps is summarized: the first steps, then one line per kind of step.

@@ -16,11 +16,13 @@
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
+#include "redist/detail/debug.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/options.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/redistribute/check.hpp"
+#include "redist/redistribute/debug_report.hpp"
 #include "redist/redistribute/output.hpp"
 #include "redist/staging/space_call.hpp"
 #include "redist/steps/all_to_all.hpp"
@@ -115,21 +117,30 @@ template <class Staging, class... Policies, class Comm, class Tensor>
 void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
              const redistribute_options& opts, sequence_batch<Tensor>* out, const call_description& call,
              std::string problem, const space_of<Tensor>& space) {
+  std::optional<redistribute_report> report;  // REDIST_DEBUG; off, one branch here and one per step
+  if (debug_prints(comm.rank())) [[unlikely]]
+    report.emplace(comm.rank(), comm.size());
   if (problem.empty()) problem = space_problem("redist::redistribute", comm, space);
   agree(comm, "redist::redistribute", problem, call);
+  if (report) report->plan_agreed(p, cat, call);
 
   std::optional<output_sink<Tensor>> sink;
   if (out) sink.emplace(*out, cat);
   step_context<Comm, Tensor, Staging> ctx(comm, store, cat, opts, sink ? &*sink : nullptr, space);
+  std::size_t n = 0;
   for (const auto& stage : p.stages)
-    for (const auto& s : stage)
+    for (const auto& s : stage) {
+      const auto start = report ? debug_clock::now() : debug_clock::time_point{};
       std::visit(
           [&](const auto& x) {
             using policy = typename pick_policy<std::decay_t<decltype(x)>, Staging, Policies...>::type;
             policy::run(ctx, x);
           },
           s);
+      if (report) report->step_done(n++, s, cat, seconds_since(start));
+    }
   if (sink) sink->fill(store, comm.rank(), space);
+  if (report) report->finished();
 }
 
 }  // namespace redist::detail

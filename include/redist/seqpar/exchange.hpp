@@ -18,6 +18,7 @@
 #include "redist/core/dtype.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/tensor_traits.hpp"
+#include "redist/detail/debug.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/seqpar/layout.hpp"
 #include "redist/staging/copy_list.hpp"
@@ -30,8 +31,8 @@ namespace redist::detail::seqpar {
 // unpacked afterwards (each one table of `space`); staging holds staging_bytes(l) bytes (see
 // reserve_staging).
 template <class Comm, class Space>
-void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm, std::byte* staging,
-              const Space& space) {
+void exchange_blocks(const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm,
+                     std::byte* staging, const Space& space) {
   if (l.block == 0) return;  // every rank agreed on the shape: every rank skips
   const std::size_t total = l.block * l.ranks;
   std::byte* buffer = staging;
@@ -48,6 +49,28 @@ void exchange(const a2a_layout& l, const std::byte* x, std::byte* out, const Com
   if (l.recv_in_place) return;
   unpack(l, recv, out, copies);
   copies.run(space);
+}
+
+// REDIST_DEBUG's line for one exchange of `who` (detail/debug.hpp).
+inline void report_exchange(const char* who, const a2a_layout& l, int rank, int size,
+                            const debug_op_timer& timer) {
+  const std::uint64_t peers = l.ranks - 1, moved = peers * l.block;
+  debug_print(
+      rank, size, who, ": x ", shape_text(l.in), " -> out ", shape_text(l.out), ", block ",
+      debug_bytes(l.block), l.send_in_place ? ", sent from x" : ", packed",
+      l.recv_in_place ? ", received in place" : ", unpacked", ": ", timer.figures(moved, moved),
+      debug_traces() ? str("; to and from each of ", peers, " peers: ", l.block, " B") : std::string());
+}
+
+// exchange_blocks, reported under REDIST_DEBUG.
+template <class Comm, class Space>
+void exchange(const char* who, const a2a_layout& l, const std::byte* x, std::byte* out, const Comm& comm,
+              std::byte* staging, const Space& space) {
+  if (!debug_prints(comm.rank())) [[likely]]
+    return exchange_blocks(l, x, out, comm, staging, space);
+  const debug_op_timer timer;
+  exchange_blocks(l, x, out, comm, staging, space);
+  report_exchange(who, l, comm.rank(), comm.size(), timer);
 }
 
 inline std::string optional_text(std::optional<std::int64_t> v) { return v ? str(*v) : "none"; }
@@ -94,7 +117,7 @@ Out run_exchange(const char* who, const In& x, const Comm& comm, const call_desc
       staging = reserve_staging(lay, ws, own);
     });
   });
-  exchange(l, bytes_of(x), bytes_of(*out), comm, staging, space);
+  exchange(who, l, bytes_of(x), bytes_of(*out), comm, staging, space);
   return std::move(*out);
 }
 

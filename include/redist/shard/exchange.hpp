@@ -23,6 +23,7 @@
 #include "redist/core/error.hpp"
 #include "redist/core/memory_space.hpp"
 #include "redist/core/tensor_traits.hpp"
+#include "redist/detail/debug.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/plan/shard.hpp"
@@ -95,12 +96,15 @@ class shard_run {
   // failure is agreed at the end: every rank saw every rank's success flag in the last batch (or is alone),
   // so all of them call agree or none does.
   void run() {
+    if (debug_prints(me_)) [[unlikely]]
+      debug_.emplace(n_);
     const std::size_t batches = plan_.batches();
     for (std::size_t b = 0; b < batches; ++b) {
       start(b);
       if (b > 0) finish(b - 1);
     }
     if (batches > 0) finish(batches - 1);
+    if (debug_) report();
     if (peer_failed_ || !problem_.empty()) agree(comm_, who, problem_);
   }
 
@@ -186,7 +190,12 @@ class shard_run {
         append_piece(recv_pieces_, segment{at, piece.bytes});
       }
       g.recv_pieces(recv_pieces_, static_cast<int>(from));
+      if (debug_) {
+        debug_->to[to] += l.send_counts[to];
+        debug_->from[from] += total_bytes(std::span<const segment>(recv_pieces_));
+      }
     }
+    if (debug_) ++debug_->exchanged;
     in_flight_[slot].emplace(std::move(g).finish());
   }
 
@@ -244,6 +253,31 @@ class shard_run {
     }
   }
 
+  // REDIST_DEBUG's line: what moved, from run()'s start.
+  void report() const {
+    std::uint64_t sent = 0, received = 0;
+    std::string peers;
+    for (std::size_t p = 0; p < n_; ++p) {
+      sent += debug_->to[p];
+      received += debug_->from[p];
+      if (p != mine_)
+        peers += str(peers.empty() ? "; " : ", ", "peer ", p, " sent ", debug_->to[p], " B, received ",
+                     debug_->from[p], " B");
+    }
+    std::size_t owned = 0;
+    for (const int o : plan_.owners) owned += o == me_ ? 1 : 0;
+    debug_print(me_, comm_.size(), who, ": ", specs_.size(), " tensors (", owned, " loaded here) in ",
+                plan_.batches(), " batches, ", debug_->exchanged, " exchanged, max_batch_bytes ",
+                options_.max_batch_bytes, ": ", debug_->timer.figures(sent, received),
+                problem_.empty() ? "" : " (a load failed here)", debug_traces() ? peers : std::string());
+  }
+  struct debug_figures {
+    explicit debug_figures(std::size_t n) : to(n), from(n) {}
+    debug_op_timer timer;
+    std::vector<std::uint64_t> to, from;  // bytes per peer
+    std::size_t exchanged = 0;            // batches
+  };
+
   const Comm& comm_;
   std::span<const shard_spec> specs_;
   Load& load_;
@@ -264,6 +298,7 @@ class shard_run {
   std::vector<std::byte> flags_ = std::vector<std::byte>(n_ - 1);  // the other ranks' success flags
   std::string problem_;
   bool peer_failed_ = false;
+  std::optional<debug_figures> debug_;                  // REDIST_DEBUG, when this rank prints
   std::optional<typename Comm::request> in_flight_[2];  // declared last, destroyed first: completes before
                                                         // staging goes
 };
