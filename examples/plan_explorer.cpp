@@ -4,7 +4,8 @@
 //
 //   plan_explorer [--producer data=4,tensor=2,pipe=2] [--consumer data=2,tensor=4,pipe=2] [--samples 4096]
 //                 [--ranks-per-node 8] [--keys 2] [--seed 1] [--disjoint] [--holders head|all] [--describe]
-//                 [--scale]
+//                 [--scale] [--svg FILE]
+// --svg FILE writes the one-hop plan's rank x rank traffic as an SVG heatmap (redist/plan/picture.hpp).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <iterator>
 #include <random>
@@ -34,6 +36,7 @@
 #include "redist/plan/cost.hpp"
 #include "redist/plan/describe.hpp"
 #include "redist/plan/gather_scatter.hpp"
+#include "redist/plan/picture.hpp"
 #include "redist/plan/request.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
@@ -54,6 +57,7 @@ constexpr const char* usage =
     "                        every replica of its data-parallel group (default head)\n"
     "  --describe            also print each plan's describe() table\n"
     "  --scale               time the one-hop planner on 1,048,576 samples at 4,096 and 65,536 ranks\n"
+    "  --svg FILE            write the one-hop plan's traffic matrix as an SVG heatmap to FILE\n"
     "  --help                this text\n";
 
 struct options {
@@ -67,6 +71,7 @@ struct options {
   bool all_holders = false;
   bool scale = false;
   bool describe = false;
+  std::string svg;
 };
 
 struct bad_arguments {
@@ -133,6 +138,8 @@ options parse(int argc, char** argv) {
       o.describe = true;
     } else if (arg == "--scale" && !has_value) {
       o.scale = true;
+    } else if (arg == "--svg") {
+      o.svg = next();
     } else {
       throw bad_arguments{"unknown argument '" + std::string(argv[i]) + "'"};
     }
@@ -362,6 +369,18 @@ int explore(const options& o) {
       gs_root = gather_scatter_root(p);
     } else if (std::string_view(pat.name) == "one-hop") {
       one_hop_cost = c;
+      if (!o.svg.empty()) {
+        const std::string title = "one-hop plan: " + to_string(spec.producer) + " -> " +
+                                  to_string(spec.consumer) + (o.disjoint ? ", disjoint" : ", colocated");
+        std::ofstream out(o.svg);
+        out << redist::traffic_svg(p, l.tracker,
+                                   {.title = title,
+                                    .producer = &spec.producer,
+                                    .consumer = &spec.consumer,
+                                    .producer_first = 0,
+                                    .consumer_first = o.disjoint ? spec.producer.size() : 0});
+        if (!out.flush()) throw bad_arguments{"--svg: cannot write '" + o.svg + "'"};
+      }
     }
   }
 
