@@ -187,7 +187,8 @@ endfunction()
 # that need CUDA/NCCL (comm/nccl*, *.cuh, CUDA/NCCL includes) with redist::nccl, and the rest with nothing but
 # redist::redist: so a core header that needs MPI's include path fails here. Each group is its own object
 # library (one target has one set of include paths): redist_header_check_core, _mpi, _nccl, _mpi_nccl,
-# _nccl_cuda; the target redist_header_check builds them all and is part of the default build.
+# _nccl_cuda, _torch (redist/adapters/torch.hpp, with libtorch); the target redist_header_check builds them
+# all and is part of the default build.
 function(redist_add_header_check)
   set(include_dir "${PROJECT_SOURCE_DIR}/include")
   set(out_dir "${CMAKE_CURRENT_BINARY_DIR}/header_check")
@@ -253,6 +254,13 @@ function(redist_add_header_check)
       continue()
     endif()
     set(group "")
+    if(header MATCHES "^redist/adapters/torch")  # needs libtorch's headers, and nothing else
+      if(NOT REDIST_ENABLE_TORCH)
+        list(APPEND skipped "${header}")
+        continue()
+      endif()
+      set(group "_torch")
+    endif()
     if(mpi_${id})
       string(APPEND group "_mpi")
     endif()
@@ -290,6 +298,9 @@ function(redist_add_header_check)
     endif()
     if(group MATCHES "_nccl")
       target_link_libraries(${target} PRIVATE redist::nccl)
+    endif()
+    if(group MATCHES "_torch")
+      target_link_libraries(${target} PRIVATE ${TORCH_LIBRARIES})
     endif()
     target_link_libraries(${target} PRIVATE redist_warnings)
     add_dependencies(redist_header_check ${target})
