@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,10 +105,13 @@ struct heat_scale {
 
 }  // namespace detail
 
-// The picture of `p` (over the ranks of its communicator) as SVG 1.1 text, the same bytes for the same plan.
-// Each nonzero cell carries a <title> with its exact byte count, which a browser shows on hover; cells with
-// no traffic are left blank. The legend says the colour scale (heat_scale) and its ends. Plans over more than
-// 512 ranks are refused: cells would be under 4 pixels.
+// The picture of `p` (over the ranks of its communicator) as SVG 1.1 text, the same bytes for the same plan:
+// row r is what rank r sends, column r what it receives. Each nonzero cell carries a <title> with its exact
+// byte count, which a browser shows on hover; cells with no traffic are left blank. The legend says the
+// colour scale (heat_scale) and its ends. The bottleneck rank of estimate_cost (most bytes sent + received)
+// has its row and column outlined in red, its labels in red, and a caption. Cells are 28 pixels down to 4;
+// below 10 pixels only every k-th rank is labelled. Plans over 512 ranks are refused with redist::error:
+// cells would be under 4 pixels.
 inline std::string traffic_svg(const plan& p, const storage_tracker& tracker,
                                const traffic_picture_options& opts = {}) {
   using detail::str;
@@ -126,25 +130,49 @@ inline std::string traffic_svg(const plan& p, const storage_tracker& tracker,
   }
   const detail::heat_scale scale(static_cast<double>(smallest), static_cast<double>(largest));
 
+  // Text widths are estimated (6 pixels a character at 11 pixels, 8.5 for the bold title) so that nothing
+  // is clipped: a browser's fonts are unknown here, and the estimate errs wide.
+  auto text_width = [](const std::string& s, double per_char) {
+    return static_cast<int>(static_cast<double>(s.size()) * per_char) + 1;
+  };
   const int cell = std::clamp(560 / n, 4, 28);
-  const bool labels = cell >= 10;  // one label per rank fits from 10 pixels up; else every k-th rank
-  const int every = labels ? 1 : (10 + cell - 1) / cell;
-  const int label_width = opts.producer || opts.consumer ? 80 : 40;
-  const int left = 40 + label_width, top = 64 + label_width, side = n * cell;
-  const int legend_x = left + side + 24, width = legend_x + 150, height = top + side + 70;
+  const int b = cost.bottleneck_rank;
+  std::vector<std::string> row_labels, column_labels;
+  int label_width = 24;
+  for (int r = 0; r < n; ++r) {
+    row_labels.push_back(detail::rank_label(r, opts.producer, opts.producer_first));
+    column_labels.push_back(detail::rank_label(r, opts.consumer, opts.consumer_first));
+    label_width = std::max(
+        {label_width, text_width(row_labels.back(), 6) + 6, text_width(column_labels.back(), 6) + 6});
+  }
+  const int left = 24 + label_width, top = 62 + label_width, side = n * cell;
+  // The legend: a 160-pixel ramp and the "no traffic" swatch under it; the captions go below the taller of
+  // the matrix and the legend.
+  const int legend_x = left + side + 24, body = std::max(side, 190);
+  const std::string title = opts.title.empty() ? std::string("traffic of a plan") : opts.title;
+  const std::string totals = str(p.step_count(), p.step_count() == 1 ? " step" : " steps", ", ", cost.hops,
+                                 cost.hops == 1 ? " hop" : " hops", ", wire ",
+                                 detail::human_bytes(cost.wire_bytes), " (", cost.wire_bytes, " B)");
+  const std::string bottleneck = b >= 0 ? str("bottleneck (outlined in red): rank ", b, ", ",
+                                              detail::human_bytes(cost.bottleneck_bytes), " sent + received")
+                                        : std::string("no bytes cross ranks");
+  const int width = std::max({legend_x + 150, left + text_width(totals, 6) + 12,
+                              left + text_width(bottleneck, 6) + 12, 24 + text_width(title, 8.5)});
+  const int height = top + body + 58;
 
   std::string svg =
       str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
           "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"", width, "\" height=\"", height,
           "\" viewBox=\"0 0 ", width, ' ', height, "\" font-family=\"sans-serif\" font-size=\"11\">\n",
           "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
-  const std::string title = opts.title.empty() ? std::string("traffic of a plan") : opts.title;
   svg += str("<text x=\"12\" y=\"22\" font-size=\"15\" font-weight=\"bold\">", detail::xml_escaped(title),
              "</text>\n");
-  svg += str("<text x=\"", left, "\" y=\"", top - label_width - 14, "\">receiving rank",
-             opts.consumer ? " (consumer coordinates)" : "", "</text>\n");
-  svg += str("<text transform=\"translate(16 ", top + side / 2, ") rotate(-90)\" text-anchor=\"middle\">",
-             "sending rank", opts.producer ? " (producer coordinates)" : "", "</text>\n");
+  svg += str("<text x=\"", left, "\" y=\"50\">receiving rank", opts.consumer ? " (consumer coordinates)" : "",
+             "</text>\n");
+  // Centred on the rows, but never so high that a short matrix pushes it off the top.
+  svg += str("<text transform=\"translate(16 ", std::max(top + side / 2, 120),
+             ") rotate(-90)\" text-anchor=\"middle\">", "sending rank",
+             opts.producer ? " (producer coordinates)" : "", "</text>\n");
 
   // The grid, then the cells over it, then the bottleneck's outline over both.
   svg += str("<rect x=\"", left, "\" y=\"", top, "\" width=\"", side, "\" height=\"", side,
@@ -155,15 +183,21 @@ inline std::string traffic_svg(const plan& p, const storage_tracker& tracker,
                "\" height=\"", cell, "\" fill=\"", colour, "\"><title>rank ", e.src, " to rank ", e.dst, ": ",
                e.bytes, " bytes (", detail::human_bytes(e.bytes), ")</title></rect>\n");
   }
-  for (int r = 0; r < n; r += every) {
+  // One label per rank where rows are at least 10 pixels apart, else every k-th; the bottleneck's labels
+  // are always drawn (in red, bold) and crowd out the neighbours they would overlap.
+  constexpr int gap = 10;
+  const int every = (gap + cell - 1) / cell;
+  const std::string red = "fill=\"#d62728\" font-weight=\"bold\" ";
+  for (int r = 0; r < n; ++r) {
+    const bool is_b = r == b;
+    if (!is_b && (r % every != 0 || (b >= 0 && std::abs(r - b) * cell < gap))) continue;
     const int mid = r * cell + cell / 2;
-    svg += str("<text x=\"", left - 6, "\" y=\"", top + mid + 4, "\" text-anchor=\"end\">",
-               detail::xml_escaped(detail::rank_label(r, opts.producer, opts.producer_first)), "</text>\n");
-    svg += str("<text transform=\"translate(", left + mid + 4, ' ', top - 6,
-               ") rotate(-90)\" text-anchor=\"start\">",
-               detail::xml_escaped(detail::rank_label(r, opts.consumer, opts.consumer_first)), "</text>\n");
+    const auto u = static_cast<std::size_t>(r);
+    svg += str("<text ", is_b ? red : "", "x=\"", left - 6, "\" y=\"", top + mid + 4,
+               "\" text-anchor=\"end\">", detail::xml_escaped(row_labels[u]), "</text>\n");
+    svg += str("<text ", is_b ? red : "", "transform=\"translate(", left + mid + 4, ' ', top - 6,
+               ") rotate(-90)\" text-anchor=\"start\">", detail::xml_escaped(column_labels[u]), "</text>\n");
   }
-  const int b = cost.bottleneck_rank;
   if (b >= 0) {
     const std::string outline = "fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"";
     svg += str("<rect x=\"", left, "\" y=\"", top + b * cell, "\" width=\"", side, "\" height=\"", cell,
@@ -185,15 +219,9 @@ inline std::string traffic_svg(const plan& p, const storage_tracker& tracker,
              "fill=\"#f7f7f7\" stroke=\"#bbbbbb\"/><text x=\"", legend_x + 24, "\" y=\"",
              top + ramp * 16 + 24, "\">no traffic</text>\n");
 
-  // The caption: what the plan costs, and who carries the most.
-  svg += str("<text x=\"", left, "\" y=\"", top + side + 24, "\">", p.step_count(),
-             p.step_count() == 1 ? " step" : " steps", ", ", cost.hops, cost.hops == 1 ? " hop" : " hops",
-             ", wire ", detail::human_bytes(cost.wire_bytes), " (", cost.wire_bytes, " B)</text>\n");
-  svg += str("<text x=\"", left, "\" y=\"", top + side + 42, "\" fill=\"#d62728\">");
-  svg += b >= 0 ? str("bottleneck (outlined): rank ", b, ", ", detail::human_bytes(cost.bottleneck_bytes),
-                      " sent + received")
-                : std::string("no bytes cross ranks");
-  svg += "</text>\n</svg>\n";
+  // The captions: what the plan costs, and who carries the most.
+  svg += str("<text x=\"", left, "\" y=\"", top + body + 24, "\">", totals, "</text>\n<text x=\"", left,
+             "\" y=\"", top + body + 42, "\" fill=\"#d62728\">", bottleneck, "</text>\n</svg>\n");
   return svg;
 }
 
