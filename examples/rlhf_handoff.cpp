@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -521,6 +522,16 @@ int run(MPI_Comm world, int me, int ranks, const config& c) {
   } else {
     wrong = host_paths(world, comm, me, c, mine, wanted, cost.wire_bytes);
   }
+  // Ranks that share cores make the timings CPU-bound: say so beside them.
+  MPI_Comm node = MPI_COMM_NULL;
+  int on_node = 1;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL, &node);
+  MPI_Comm_size(node, &on_node);
+  MPI_Comm_free(&node);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (static_cast<unsigned>(on_node) > cores)
+    say(me, fmt("(%.0f ranks on a node of %.0f cores: oversubscribed, the times are CPU-bound and noisy)\n",
+                on_node, cores));
   unsigned long long all_wrong = wrong;
   MPI_Allreduce(MPI_IN_PLACE, &all_wrong, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, world);
   if (all_wrong != 0) {
