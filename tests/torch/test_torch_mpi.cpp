@@ -1,7 +1,8 @@
 // MPI tests of at::Tensor batches through the one-call redistribute, at every rank count: consumers that
-// reorder and want samples several ranks also want, on the world and on a communicator whose ranks are the
-// world's reversed, byte-exact against tensors recomputed from the ids; and one rank passing a transposed
-// tensor, which every rank reports alike, naming that rank, with nothing moved.
+// reorder and want samples several ranks also want, on the world, on a communicator whose ranks are the
+// world's reversed, and on halves of the world split by parity and reversed, byte-exact against tensors
+// recomputed from the ids; and one rank passing a transposed tensor, which every rank reports alike, naming
+// that rank, with nothing moved.
 #include <doctest/doctest.h>
 #include <mpi.h>
 
@@ -84,6 +85,13 @@ TEST_CASE(
   check_moves(MPI_COMM_WORLD);
   const auto reversed = redist::test::reversed_world();
   check_moves(reversed.get());
+  // Two groups at once, the even and the odd world ranks, each numbered backwards: no rank of either group is
+  // its world rank (beyond one or two ranks), and each group's samples stay in it.
+  const auto [world_rank, world_size] = redist::test::world();
+  MPI_Comm half = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank % 2, world_size - 1 - world_rank, &half);
+  const redist::test::owned_comm owned(half);
+  check_moves(owned.get());
 }
 
 TEST_CASE("torch over MPI: one rank's transposed tensor is the same error on every rank, naming it") {

@@ -1,11 +1,14 @@
 // Unit tests of redist/adapters/torch.hpp: every dtype maps both ways through at::empty, dtypes and devices
 // redist cannot read are errors naming them, a non-contiguous tensor fails validation naming its key, a view
 // with a storage offset is read from its first element, and the one-call form over one rank returns
-// at::Tensor results equal to tensors recomputed independently. torch_cuda_tensor is checked at compile time.
+// at::Tensor results equal to tensors recomputed independently. A CUDA at::Tensor is refused (one tagged
+// CUDA over host bytes stands in for it), and torch_cuda_tensor's traits read it; moving torch_cuda_tensor
+// bytes needs a CUDA libtorch and a GPU, so here it is checked at compile time and by its metadata only.
 #include "redist/adapters/torch.hpp"
 
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -21,9 +24,24 @@ namespace {
 using traits = redist::tensor_traits<at::Tensor>;
 using torch_batch = redist::sequence_batch<at::Tensor>;
 
+static_assert(redist::tensor_like<redist::torch_cuda_tensor>);
 static_assert(redist::allocatable_tensor<redist::torch_cuda_tensor>);
 static_assert(redist::tensor_space<redist::torch_cuda_tensor> == redist::memory_space::device);
 static_assert(redist::tensor_space<at::Tensor> == redist::memory_space::host);
+
+// An at::Tensor that says it is on cuda:0 over host bytes: CPU-only libtorch cannot make a real one
+// (at::empty and from_blob on CUDA throw), but the adapter only reads device, dtype and shape before
+// deciding, so a TensorImpl tagged CUDA shows what a real one would meet. Its bytes are never read through
+// the tensor.
+at::Tensor cuda_tagged(float* host, std::int64_t rows, std::int64_t cols) {
+  const auto bytes = static_cast<std::size_t>(rows * cols) * sizeof(float);
+  c10::Storage storage(c10::Storage::use_byte_size_t(), bytes, c10::DataPtr(host, c10::Device(c10::kCUDA, 0)),
+                       nullptr, false);
+  auto impl = c10::make_intrusive<c10::TensorImpl>(
+      std::move(storage), c10::DispatchKeySet(c10::DispatchKey::CUDA), caffe2::TypeMeta::Make<float>());
+  impl->set_sizes_contiguous({rows, cols});
+  return at::Tensor(std::move(impl));
+}
 
 std::string error_of(auto&& f) {
   try {
@@ -117,4 +135,48 @@ TEST_CASE(
   CHECK(at::equal(got.data("logprobs"), at::cat({logprobs[4], logprobs[0], logprobs[2]})));
   CHECK(at::equal(got.data("hidden"), at::cat({hidden[4], hidden[0], hidden[2]})));
   CHECK((got.data("hidden").scalar_type() == at::kBFloat16));
+}
+
+TEST_CASE("torch adapter: a CUDA or meta at::Tensor is refused by name, never read as host memory") {
+  float host[6] = {};
+  const at::Tensor cuda = cuda_tagged(host, 2, 3);
+  REQUIRE(cuda.is_cuda());
+  CHECK(error_of([&] { (void)traits::dtype(cuda); }) ==
+        "redist::tensor_traits<at::Tensor>: a tensor on cuda:0; at::Tensor is read as host memory, so a CUDA "
+        "tensor goes in redist::torch_cuda_tensor");
+  // The batch checks when it is made, before any redistribute could read a byte.
+  CHECK(error_of([&] {
+          torch_batch({1, 2}, {{"x", redist::dtype::f32, {3}, {{1}, {1}}, cuda}});
+        }).find("a tensor on cuda:0") != std::string::npos);
+  const at::Tensor meta = at::empty({4}, at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
+  CHECK(error_of([&] { (void)traits::dtype(meta); }).find("a tensor on meta;") != std::string::npos);
+}
+
+TEST_CASE("torch adapter: torch_cuda_tensor reads a CUDA tensor's device and shape and refuses a CPU one") {
+  using cuda_traits = redist::tensor_traits<redist::torch_cuda_tensor>;
+  float host[6] = {};
+  redist::torch_cuda_tensor t{cuda_tagged(host, 2, 3)};
+  CHECK(cuda_traits::dtype(t) == redist::dtype::f32);
+  CHECK(cuda_traits::device(t) == 0);
+  CHECK(redist::device_of(t) == 0);
+  CHECK(cuda_traits::rank(t) == 2);
+  CHECK(cuda_traits::extent(t, 1) == 3);
+  CHECK(cuda_traits::is_contiguous(t));
+  CHECK(cuda_traits::data(t) == static_cast<void*>(host));
+
+  const redist::torch_cuda_tensor cpu{at::zeros({2}, at::kFloat)};
+  CHECK(error_of([&] { (void)cuda_traits::dtype(cpu); }) ==
+        "redist::tensor_traits<redist::torch_cuda_tensor>: a tensor on cpu where a CUDA tensor is expected");
+
+  // Allocation goes to at::empty on the current CUDA device: it needs a CUDA build of libtorch and a GPU,
+  // neither of which a CPU-only libtorch has, where it throws torch's own error instead.
+  const std::int64_t shape[] = {4, 2};
+  if (!at::hasCUDA()) {
+    CHECK_THROWS(cuda_traits::allocate(redist::dtype::bf16, shape));
+  } else {
+    const redist::torch_cuda_tensor a = cuda_traits::allocate(redist::dtype::bf16, shape);
+    CHECK(a.tensor.is_cuda());
+    CHECK((a.tensor.scalar_type() == at::kBFloat16));
+    CHECK(cuda_traits::extent(a, 0) == 4);
+  }
 }

@@ -107,11 +107,14 @@ struct tensor_traits<at::Tensor> {
   }
 };
 
-// An at::Tensor on a CUDA device, moved with a cuda_space on a stream. Tensors redist creates come from
-// at::empty on the current CUDA device, through torch's caching allocator, which orders them on torch's
-// current stream: pass that stream to the call (cuda_space(at::cuda::getCurrentCUDAStream())) so that
-// allocation, copies and the caller's kernels share one order. It compiles against any libtorch; running it
-// needs one built with CUDA.
+// An at::Tensor on a CUDA device, moved with a cuda_space on a stream. A wrapper rather than a second reading
+// of at::Tensor because a tensor type's memory space is fixed at compile time and at::Tensor's device is not.
+// Tensors redist creates come from at::empty on kCUDA with no index, which torch resolves to the current
+// device (c10::cuda::current_device() would tie this header to libc10_cuda), through torch's caching
+// allocator, which orders them on torch's current stream: pass that stream to the call
+// (cuda_space(at::cuda::getCurrentCUDAStream())) so that allocation, copies and the caller's kernels share
+// one order. It compiles against any libtorch; running it needs one built with CUDA and a GPU (a CPU-only
+// libtorch throws from allocate), which is why its tests here stop at metadata.
 struct torch_cuda_tensor {
   at::Tensor tensor;
 };
