@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "../unit/error_of.hpp"
 #include "redist/comm/self.hpp"
 #include "redist/core/error.hpp"
 #include "redist/core/sequence_batch.hpp"
@@ -43,14 +44,7 @@ at::Tensor cuda_tagged(float* host, std::int64_t rows, std::int64_t cols) {
   return at::Tensor(std::move(impl));
 }
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const redist::error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using redist::test::error_of;
 
 }  // namespace
 
