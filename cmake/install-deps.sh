@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what redist's builds and tests need on a Debian 12 machine (cmake, g++, clang 14, ninja, OpenMPI,
-# doctest, clang-format 14, libtorch for the PyTorch adapter, headless Chromium for the plan picture's test). Idempotent: when everything is installed it says so and exits at once.
+# doctest, clang-format 14, libtorch for the PyTorch adapter, headless Chromium for the plan picture's test,
+# libFuzzer's runtime for the fuzz targets, valgrind for the memcheck run). Idempotent: when everything is
+# installed it says so and exits at once.
 # Needs root only when something is missing. CUDA/NCCL are optional and not installed here.
 set -euo pipefail
 
 packages=(
   cmake ninja-build g++ clang-14 clang-format-14 # toolchains (g++ brings libasan/libubsan for the asan preset)
+  libclang-rt-14-dev                             # libFuzzer, ASan and UBSan for clang: the fuzz targets
+  valgrind                                       # memcheck of an MPI test at 2 ranks
   libopenmpi-dev openmpi-bin                     # the MPI backend and mpirun for the MPI tests and examples
   doctest-dev                                    # the test framework (doctestConfig.cmake)
   libtorch-dev                                   # at::Tensor for redist/adapters/torch.hpp (CPU build)

@@ -80,9 +80,15 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space, 
     fail("redist::dispatch: the first message from root ", root, " is not dispatch's (status ",
          static_cast<std::uint64_t>(h.status), "); do all ranks call dispatch with the same root?");
   }
-  // Not zeroed: the inline bytes and the second message fill it.
+  // Sizes no sound root sends: nothing is allocated from them.
+  if (h.packed_bytes > h.tensor_bytes || h.schema_bytes > SIZE_MAX - h.packed_bytes) {
+    fail("redist::dispatch: the first message from root ", root, " is corrupt: ", h.schema_bytes,
+         " bytes of schema and ", h.packed_bytes, " packed for ", h.tensor_bytes, " bytes of tensors");
+  }
   const auto total = static_cast<std::size_t>(h.schema_bytes + h.packed_bytes);
-  const auto owner = std::make_unique_for_overwrite<std::byte[]>(total);
+  std::unique_ptr<std::byte[]> owner;  // not zeroed: the inline bytes and the second message fill it
+  allocating("redist::dispatch", comm.rank(), "its item's schema and packed tensors",
+             [&] { owner = std::make_unique_for_overwrite<std::byte[]>(total); });
   const std::span<std::byte> stream(owner.get(), total);
   const std::size_t inline_bytes = std::min(stream.size(), dispatch_inline_bytes);
   received += total - inline_bytes;
@@ -93,11 +99,24 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space, 
     requests.push_back(comm.irecv(stream.subspan(inline_bytes), root, dispatch_tag));
   const auto schema_bytes = static_cast<std::size_t>(h.schema_bytes);
   if (schema_bytes > inline_bytes) wait_every(requests);
-  nested<Tensor> tree = decode_schema<Tensor>(stream.first(schema_bytes));
+  // Allocates no more than the header declares; the schema must then account for every byte of it, so
+  // that each receive below has the size of the root's send.
+  nested<Tensor> tree = decode_schema<Tensor>(stream.first(schema_bytes), h.tensor_bytes);
+  std::uint64_t declared = 0, declared_packed = 0;
+  tree.for_each_tensor([&](const Tensor& t) {
+    std::size_t bytes = 0;
+    tensor_bytes(t, bytes);  // the schema decoded, so its sizes are valid and add up within tensor_bytes
+    declared += bytes;
+    if (bytes != 0 && bytes < h.pack_below) declared_packed += bytes;
+  });
+  if (declared != h.tensor_bytes || declared_packed != h.packed_bytes) {
+    fail("redist::dispatch: the schema from root ", root, " declares ", declared, " bytes of tensors, ",
+         declared_packed, " of them packed, where its header says ", h.tensor_bytes, " and ", h.packed_bytes);
+  }
   std::vector<segment> packed;
   tree.for_each_tensor([&](Tensor& t) {
     std::size_t bytes = 0;
-    tensor_bytes(t, bytes);  // the schema decoded, so its sizes are valid
+    tensor_bytes(t, bytes);
     if (bytes == 0) return;
     auto* data = static_cast<std::byte*>(tensor_traits<Tensor>::data(t));
     if (bytes < h.pack_below) {
@@ -209,8 +228,9 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
 // usable: ranks that pass different roots, a root out of range; on the root, more items than ranks, a tensor
 // that is not contiguous (when its traits say), has a negative extent, an overflowing size or no data, or an
 // item nested deeper than max_nested_depth; a rank whose space is on another stream than its communicator.
-// A receiver that cannot allocate its item (std::bad_alloc) is not recovered: the root would wait for it, as
-// MPI would.
+// A receiver allocates no more than the root's first message says the item's tensors take, and refuses a
+// schema that does not account for exactly that. One that cannot allocate its item throws a redist::error
+// naming itself, but is not recovered: the root waits for it, as MPI would.
 //
 // Device tensors pass the memory space of the stream the call is ordered on last (a redist::cuda_space on
 // the communicator's stream), e.g. dispatch<cuda_tensor>(comm, items, 0, {}, cuda_space(stream)); results

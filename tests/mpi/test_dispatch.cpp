@@ -582,3 +582,61 @@ TEST_CASE("dispatch errors: an item nested deeper than a schema may be") {
   check_error(o, expected + on_root(root, n), comm.native());
   check_still_works(comm, root, seed);
 }
+
+// ---- a receiver's defences against first messages no sound root sends ----
+
+// Rank 0 sends rank 1 the first message `head` says, its schema inline, and nothing else; rank 1 receives it
+// as dispatch's receiver does and must refuse it with `expected` before it allocates or receives anything
+// more: the error is rank 1's alone (the root's messages passed the agreement), so no other rank waits.
+void check_refused(const redist::detail::dispatch_header& head, const std::vector<std::byte>& schema,
+                   const std::string& expected) {
+  const auto world = redist::test::world();
+  if (world.size < 2) return;
+  const redist::mpi_communicator comm(MPI_COMM_WORLD);
+  std::string got = "(no error)";
+  if (world.rank == 0) {
+    std::vector<std::byte> message(redist::detail::dispatch_head_bytes);
+    redist::detail::store_bytes(message.data(), head);
+    std::copy(schema.begin(), schema.end(), message.begin() + sizeof head);
+    // On the communicator's own (duplicated) handle, where its receiver listens.
+    MPI_Send(message.data(), static_cast<int>(message.size()), MPI_BYTE, 1, redist::detail::dispatch_tag,
+             comm.native());
+    got = expected;
+  } else if (world.rank == 1) {
+    std::uint64_t received = 0;
+    const auto o = redist::test::outcome_of([&] {
+      (void)redist::detail::dispatch_receive<host_tensor>(comm, 0, redist::host_space{}, received);
+    });
+    got = o.redist_error ? o.message : "(not a redist::error) " + o.message;
+  } else {
+    got = expected;
+  }
+  CHECK(all_ranks(got == expected));
+  if (world.rank == 1) CHECK(got == expected);
+}
+
+TEST_CASE("dispatch: a receiver refuses a corrupt first message before allocating from it") {
+  using redist::detail::dispatch_status;
+  const std::vector<std::byte> small = redist::encode_schema(tree(host_tensor(dtype::u8, {4, 2})));
+  SUBCASE("packed bytes beyond the item's tensors") {
+    check_refused(
+        {dispatch_status::item, small.size(), 9, 16384, 8}, small,
+        "redist::dispatch: the first message from root 0 is corrupt: 5 bytes of schema and 9 packed "
+        "for 8 bytes of tensors");
+  }
+  SUBCASE("a schema declaring 7.5 TiB where the header says 8 bytes") {
+    // Encoded from a shape alone: nothing of that size is ever allocated.
+    const auto huge = redist::encode_schema(
+        redist::nested<user::blob>(user::blob{dtype::f32, {std::int64_t{15} << 37}, nullptr, true}));
+    check_refused(
+        {dispatch_status::item, huge.size(), 0, 16384, 8}, huge,
+        "redist::decode_schema: the f32 tensor [2061584302080] at byte 1 takes 8246337208320 bytes, "
+        "more than the 8 bytes the schema may still declare");
+  }
+  SUBCASE("a schema whose tensors are fewer bytes than the header says") {
+    check_refused(
+        {dispatch_status::item, small.size(), 0, 4, 1000}, small,
+        "redist::dispatch: the schema from root 0 declares 8 bytes of tensors, 0 of them packed, where "
+        "its header says 1000 and 0");
+  }
+}

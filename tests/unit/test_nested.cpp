@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <new>
 #include <random>
 #include <span>
 #include <string>
@@ -340,12 +341,65 @@ TEST_CASE("decode_schema: malformed input") {
           "redist::decode_schema: extent 18446744073709551615 at byte 3 exceeds the int64 range");
     // i64 [2^62, 4]: 2^65 bytes.
     const bytes two62 = b({0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40});
-    CHECK(
-        decode_error(cat(cat(b({0x02, 0x07, 0x02}), two62), b({0x04}))) ==
-        "redist::decode_schema: the i64 tensor of rank 2 at byte 2 has more bytes than a std::size_t holds");
-    // With a zero extent the tensor is empty whatever the others are: not an overflow of the decoder's.
+    CHECK(decode_error(cat(cat(b({0x02, 0x07, 0x02}), two62), b({0x04}))) ==
+          "redist::decode_schema: the i64 tensor [4611686018427387904, 4] at byte 1 has more bytes than a "
+          "std::size_t holds");
+    // The product is taken dim by dim, as every reader of the shape takes it: one that overflows before a
+    // zero extent is refused too (else a reader multiplying in another order would get a wrapped size).
+    CHECK(decode_error(cat(cat(b({0x02, 0x07, 0x03}), two62), b({0x04, 0x00}))) ==
+          "redist::decode_schema: the i64 tensor [4611686018427387904, 4, 0] at byte 1 has more bytes than a "
+          "std::size_t holds");
+    // A zero extent before the large ones: no product overflows, the tensor is empty.
     const redist::nested<user::shape_only> empty =
-        redist::decode_schema<user::shape_only>(cat(cat(b({0x02, 0x07, 0x03}), two62), b({0x04, 0x00})));
-    CHECK(describe(empty) == "i64[4611686018427387904,4,0]");
+        redist::decode_schema<user::shape_only>(cat(cat(b({0x02, 0x07, 0x03, 0x00}), two62), b({0x04})));
+    CHECK(describe(empty) == "i64[0,4611686018427387904,4]");
   }
+}
+
+// Allocates one tensor of the schema; throws std::bad_alloc for a tensor of more than 1 MiB, as a
+// full machine would, without asking for the memory.
+struct tight_tensor {
+  redist::host_tensor t;
+};
+
+template <>
+struct redist::tensor_traits<tight_tensor> {
+  static constexpr memory_space space = memory_space::host;
+  static void* data(tight_tensor& x) { return x.t.data(); }
+  static const void* data(const tight_tensor& x) { return x.t.data(); }
+  static redist::dtype dtype(const tight_tensor& x) { return x.t.dtype(); }
+  static std::size_t rank(const tight_tensor& x) { return x.t.shape().size(); }
+  static std::int64_t extent(const tight_tensor& x, std::size_t d) { return x.t.shape()[d]; }
+  static tight_tensor allocate(redist::dtype type, std::span<const std::int64_t> shape) {
+    if (redist::detail::dense_bytes(type, shape, "tight_tensor") > (std::size_t{1} << 20))
+      throw std::bad_alloc();
+    return {redist::host_tensor(type, {shape.begin(), shape.end()})};
+  }
+};
+
+TEST_CASE("decode_schema allocates no more than it may, and a failed allocation is a redist::error") {
+  // A few bytes declaring a 7.5 TiB f32 tensor.
+  const redist::nested<user::shape_only> huge = user::shape_only{dtype::f32, {std::int64_t{15} << 37}};
+  const bytes enc = redist::encode_schema(huge);
+  CHECK(enc.size() < 10);
+  CHECK_THROWS_WITH_AS(redist::decode_schema<tight_tensor>(enc),
+                       "redist::decode_schema: could not allocate the f32 tensor [2061584302080] at byte 1 "
+                       "(8246337208320 bytes): std::bad_alloc",
+                       redist::error);
+  // With a limit, the tensor is refused before any allocation is tried.
+  CHECK_THROWS_WITH_AS(redist::decode_schema<tight_tensor>(enc, std::size_t{1} << 30),
+                       "redist::decode_schema: the f32 tensor [2061584302080] at byte 1 takes 8246337208320 "
+                       "bytes, more than the 1073741824 bytes the schema may still declare",
+                       redist::error);
+  // The limit holds for the tensors together: 3 x 400 bytes fit in 1200, not in 1199.
+  tree::list three;
+  for (int i = 0; i < 3; ++i) three.push_back(t(dtype::i32, {10, 10}));
+  const bytes enc3 = redist::encode_schema(tree(std::move(three)));
+  CHECK(describe(redist::decode_schema<redist::host_tensor>(enc3, 1200)) ==
+        "(i32[10,10];i32[10,10];i32[10,10];)");
+  CHECK_THROWS_WITH_AS(
+      redist::decode_schema<redist::host_tensor>(enc3, 1199),
+      "redist::decode_schema: the i32 tensor [10, 10] at byte 13 takes 400 bytes, more than the "
+      "399 bytes the schema may still declare",
+      redist::error);
 }

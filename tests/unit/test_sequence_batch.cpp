@@ -237,11 +237,25 @@ TEST_CASE("sequence_batch: each validation rule names the key, the id and the ru
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {tokens}),
                          "redist::sequence_batch: key 'x', id 9: token count overflows", redist::error);
     field bytes{"x", dtype::f64, {}, {{big / 2}, {1}}, std::nullopt};
-    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {bytes}), doctest::Contains("bytes overflow the size type"),
-                         redist::error);
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {bytes}),
+                         doctest::Contains("tokens of shape [] overflow the size type"), redist::error);
     field rows{"x", dtype::f64, {big, 4}, {{1}, {1}}, std::nullopt};
     CHECK_THROWS_WITH_AS(batch(V{5, 9}, {rows}),
                          "redist::sequence_batch: key 'x': trailing shape [4611686018427387904, 4] overflows",
+                         redist::error);
+    // A zero trailing extent makes every row empty, but the tensor's size, taken dim by dim from its tokens
+    // as its allocation takes it, overflows first: refused, as host_tensor would refuse the shape.
+    field zero_after{"x", dtype::f64, {0, 2}, {{big / 2}, {1}}, std::nullopt};
+    CHECK_THROWS_WITH_AS(
+        batch(V{5, 9}, {zero_after}),
+        "redist::sequence_batch: key 'x': 2305843009213693953 tokens of shape [0, 2] overflow "
+        "the size type",
+        redist::error);
+  }
+  SUBCASE("the dtype is a redist::dtype") {
+    field odd{"x", static_cast<dtype>(10), {}, {{1}, {1}}, std::nullopt};
+    CHECK_THROWS_WITH_AS(batch(V{5, 9}, {odd}),
+                         "redist::sequence_batch: key 'x': dtype code 10 is not a redist::dtype",
                          redist::error);
   }
   SUBCASE("metadata has one value per id") {

@@ -20,13 +20,24 @@ namespace redist {
 
 namespace detail {
 
-// Bytes of a dense tensor; throws when the shape is negative or the size overflows.
+// Bytes of a dense tensor, the product taken dim by dim: false when an extent is negative or the product
+// overflows on the way, even where a later extent is 0 (every size redist computes is this one, so no
+// reader of the shape can get a wrapped count).
+inline bool shape_bytes(redist::dtype t, std::span<const std::int64_t> shape, std::size_t& bytes) noexcept {
+  bytes = size_of(t);
+  for (const std::int64_t e : shape) {
+    if (e < 0 || !checked_mul(bytes, static_cast<std::size_t>(e), bytes)) return false;
+  }
+  return true;
+}
+
+// The same, throwing when the shape is negative or the size overflows.
 inline std::size_t dense_bytes(redist::dtype t, std::span<const std::int64_t> shape, const char* who) {
-  std::size_t bytes = size_of(t);
   for (std::size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] < 0) fail(who, ": extent ", shape[d], " of dim ", d, " is negative");
-    if (!checked_mul(bytes, static_cast<std::size_t>(shape[d]), bytes)) fail(who, ": size overflows");
   }
+  std::size_t bytes = 0;
+  if (!shape_bytes(t, shape, bytes)) fail(who, ": size overflows");
   return bytes;
 }
 

@@ -2,9 +2,10 @@
 // dispatch and the rotating broadcast move; its schema (structure, names, dtypes, shapes) as compact bytes.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <limits>
 #include <span>
 #include <string>
 #include <utility>
@@ -16,7 +17,7 @@
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/byte_codec.hpp"
-#include "redist/detail/checked.hpp"
+#include "redist/detail/text.hpp"
 
 namespace redist {
 
@@ -128,43 +129,61 @@ void encode_node(const nested<Tensor>& node, metadata_writer& w, int depth) {
   }
 }
 
+// What the tensors a schema declares may still take: a decoder allocates no more than it was allowed.
+struct schema_budget {
+  std::size_t bytes;
+};
+
 template <class Tensor>
-nested<Tensor> decode_node(metadata_reader& r, int depth) {
+Tensor decode_tensor(metadata_reader& r, schema_budget& budget) {
+  const std::size_t at = r.position();
+  const std::uint8_t code = r.u8("dtype");
+  if (code >= dtype_count)
+    fail("redist::decode_schema: dtype code ", static_cast<int>(code), " is not a redist::dtype");
+  const auto type = static_cast<dtype>(code);
+  std::vector<std::int64_t> shape(r.count("tensor rank", 1));
+  for (auto& e : shape) e = r.length("extent");
+  // The byte size must be computable, the product taken dim by dim as every reader of a shape takes it: a
+  // corrupt extent must reach neither the allocator nor a receive as a wrapped size.
+  std::size_t bytes = 0;
+  if (!shape_bytes(type, shape, bytes))
+    fail("redist::decode_schema: the ", name(type), " tensor ", shape_text(shape), " at byte ", at,
+         " has more bytes than a std::size_t holds");
+  if (bytes > budget.bytes)
+    fail("redist::decode_schema: the ", name(type), " tensor ", shape_text(shape), " at byte ", at, " takes ",
+         bytes, " bytes, more than the ", budget.bytes, " bytes the schema may still declare");
+  budget.bytes -= bytes;
+  try {
+    return tensor_traits<Tensor>::allocate(type, shape);
+  } catch (const error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("redist::decode_schema: could not allocate the ", name(type), " tensor ", shape_text(shape),
+         " at byte ", at, " (", bytes, " bytes): ", e.what());
+  }
+}
+
+template <class Tensor>
+nested<Tensor> decode_node(metadata_reader& r, int depth, schema_budget& budget) {
   if (depth > max_nested_depth)
     fail("redist::decode_schema: nesting deeper than ", max_nested_depth, " levels");
   const std::uint8_t kind = r.u8("node kind");
   switch (static_cast<nested_kind>(kind)) {
     case nested_kind::list: {
       typename nested<Tensor>::list items(r.count("list length", 1));
-      for (auto& child : items) child = decode_node<Tensor>(r, depth + 1);
+      for (auto& child : items) child = decode_node<Tensor>(r, depth + 1, budget);
       return nested<Tensor>(std::move(items));  // moved explicitly: nvcc does not move into a by-value ctor
     }
     case nested_kind::fields: {
       typename nested<Tensor>::fields named(r.count("field count", 2));
       for (auto& f : named) {
         f.name = r.string("field name");
-        f.value = decode_node<Tensor>(r, depth + 1);
+        f.value = decode_node<Tensor>(r, depth + 1, budget);
       }
       return nested<Tensor>(std::move(named));
     }
-    case nested_kind::tensor: {
-      const std::uint8_t code = r.u8("dtype");
-      if (code >= dtype_count)
-        fail("redist::decode_schema: dtype code ", static_cast<int>(code), " is not a redist::dtype");
-      const std::size_t at = r.position();
-      std::vector<std::int64_t> shape(r.count("tensor rank", 1));
-      for (auto& e : shape) e = r.length("extent");
-      // The byte size must be computable: a corrupt extent must not reach the allocator as a wrapped size.
-      if (std::find(shape.begin(), shape.end(), 0) == shape.end()) {
-        std::size_t bytes = size_of(static_cast<dtype>(code));
-        for (const std::int64_t e : shape) {
-          if (!checked_mul(bytes, static_cast<std::size_t>(e), bytes))
-            fail("redist::decode_schema: the ", name(static_cast<dtype>(code)), " tensor of rank ",
-                 shape.size(), " at byte ", at, " has more bytes than a std::size_t holds");
-        }
-      }
-      return tensor_traits<Tensor>::allocate(static_cast<dtype>(code), shape);
-    }
+    case nested_kind::tensor:
+      return nested<Tensor>(decode_tensor<Tensor>(r, budget));
   }
   fail("redist::decode_schema: node kind ", static_cast<int>(kind), " is not a list, fields or tensor");
 }
@@ -183,11 +202,15 @@ std::vector<std::byte> encode_schema(const nested<Tensor>& tree) {
 }
 
 // A tree with the schema's structure whose tensors are allocated with its dtypes and shapes (contents
-// indeterminate, to be received into). Throws redist::error "redist::decode_schema: ..." on malformed input.
+// indeterminate, to be received into). Throws redist::error "redist::decode_schema: ..." on malformed input,
+// on tensors that together take more than max_tensor_bytes (checked before each is allocated, so no more is
+// ever allocated) and when a tensor cannot be allocated.
 template <allocatable_tensor Tensor>
-nested<Tensor> decode_schema(std::span<const std::byte> bytes) {
+nested<Tensor> decode_schema(std::span<const std::byte> bytes,
+                             std::size_t max_tensor_bytes = std::numeric_limits<std::size_t>::max()) {
   detail::metadata_reader r(bytes, "redist::decode_schema");
-  nested<Tensor> tree = detail::decode_node<Tensor>(r, 0);
+  detail::schema_budget budget{max_tensor_bytes};
+  nested<Tensor> tree = detail::decode_node<Tensor>(r, 0, budget);
   if (r.remaining() != 0)
     detail::fail("redist::decode_schema: ", r.remaining(), " bytes left over after the schema");
   return tree;

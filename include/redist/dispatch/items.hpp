@@ -48,13 +48,15 @@ inline constexpr std::size_t dispatch_head_bytes = 1024;
 
 enum class dispatch_status : std::uint64_t { item = 1, nothing = 2 };
 
+// tensor_bytes: what the item's tensors take in all, which bounds what a receiver allocates for its schema.
 struct dispatch_header {
   dispatch_status status;
   std::uint64_t schema_bytes;
   std::uint64_t packed_bytes;
   std::uint64_t pack_below;
+  std::uint64_t tensor_bytes;
 };
-static_assert(sizeof(dispatch_header) == 32);
+static_assert(sizeof(dispatch_header) == 40);
 
 inline constexpr std::size_t dispatch_inline_bytes = dispatch_head_bytes - sizeof(dispatch_header);
 
@@ -220,11 +222,13 @@ dispatch_outgoing prepare_item(const nested<Tensor>& item, std::size_t r, std::s
   collect_tensors(item, r, path, tensors);
   if (!sent) return out;
   const std::vector<std::byte> schema = encode_schema(item);
-  std::size_t packed = 0;
+  std::size_t packed = 0, all = 0;
   for (const auto& t : tensors) {
+    if (!checked_add(all, t.bytes, all))
+      fail("redist::dispatch: item ", r, "'s tensors overflow std::size_t");
     if (t.bytes != 0 && t.bytes < pack_below) packed += t.bytes;
   }
-  dispatch_stream_writer w(head, out, {dispatch_status::item, schema.size(), packed, pack_below},
+  dispatch_stream_writer w(head, out, {dispatch_status::item, schema.size(), packed, pack_below, all},
                            schema.size() + packed);
   w.put(schema.data(), schema.size());
   for (const auto& t : tensors) {
@@ -293,7 +297,7 @@ void prepare_items(std::span<const nested<Tensor>> items, std::size_t size, std:
     box.out[r] = prepare_item(items[r], r, pack_below, r != root, box.head(r), packing);
   packing.finish();
   for (std::size_t r = items.size(); r < size; ++r) {
-    const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below};
+    const dispatch_header nothing{dispatch_status::nothing, 0, 0, pack_below, 0};
     store_bytes(box.head(r), nothing);
   }
 }
