@@ -2,8 +2,8 @@
 // with the MPI call or allocation that REDIST_FAULT names failing on one rank, and reports what each rank
 // saw.
 //
-//   fault_ops <op> [--count]    op: redistribute_plan redistribute_one_call seqpar_all_to_all shard_scatter
-//                                   dispatch
+//   fault_ops <op> [--count | --world-fatal]    op: redistribute_plan redistribute_one_call seqpar_all_to_all
+//                                                   shard_scatter dispatch
 //
 // --count prints, per rank, the MPI calls and allocations ("alloc": host tensors and staging, the aligned
 // operator new[]) the operation makes, in order. Otherwise every rank prints its outcome and checks its
@@ -11,7 +11,8 @@
 // when all arrive with the same redist::error, the error was agreed and the operation runs again on the same
 // communicator, which must work; when some rank does not arrive in time (its peers may wait for it inside
 // MPI, which cannot recover them), MPI_Abort ends every rank, as an application would. MPI_COMM_WORLD gets
-// MPI_ERRORS_RETURN, so that failures MPI raises there (datatype calls) reach redist as error codes.
+// MPI_ERRORS_RETURN, so that failures MPI raises there (datatype calls, MPI_Get_count) reach redist as error
+// codes; --world-fatal leaves it MPI_ERRORS_ARE_FATAL, MPI's default, under which MPI ends the job itself.
 #include <mpi.h>
 
 #include <algorithm>
@@ -386,17 +387,18 @@ int count_run(const op_case& c) {
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  const std::string_view mode = argc > 2 ? argv[2] : "";
+  if (mode != "--world-fatal") MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   const op_entry* op = nullptr;
   for (const op_entry& e : ops)
     if (argc > 1 && std::string_view(argv[1]) == e.name) op = &e;
   if (op == nullptr) {
-    if (world_rank == 0) std::fprintf(stderr, "usage: fault_ops <op> [--count]\n");
+    if (world_rank == 0) std::fprintf(stderr, "usage: fault_ops <op> [--count | --world-fatal]\n");
     MPI_Finalize();
     return 2;
   }
-  const bool counting = argc > 2 && std::string_view(argv[2]) == "--count";
+  const bool counting = mode == "--count";
   int size = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm control = MPI_COMM_NULL, user = MPI_COMM_NULL;

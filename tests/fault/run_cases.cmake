@@ -7,10 +7,12 @@
 #   returned   ranks that returned normally hold byte-exact results (checked by fault_ops itself)
 # A case before the op's agreement (an allocation or a local MPI call before the last MPI_Allreduce that
 # precedes the first transfer) must be agreed. Never allowed: a run that outlives its timeout, a wrong
-# result, a fault that did not fire.
+# result, a fault that did not fire, a sanitizer's report.
 #
 #   cmake -DEXE=<fault_ops> -DOP=<op> -DNP=<n> -DRANK=<world rank> -DMPIEXEC=<mpiexec> [-DNUMPROC_FLAG=-n]
-#         [-DPREFLAGS=<list>] [-DCASE_TIMEOUT=30] [-DONLY=<regex of calls>] -P run_cases.cmake
+#         [-DPREFLAGS=<list>] [-DCASE_TIMEOUT=30] [-DONLY=<regex of calls>] [-DLEAVE_OUT=<list of call#k>]
+#         -P run_cases.cmake
+# LEAVE_OUT names cases the library cannot pass yet (tests/fault/CMakeLists.txt says why): listed, not run.
 cmake_minimum_required(VERSION 3.20)
 
 foreach(var IN ITEMS EXE OP NP RANK MPIEXEC)
@@ -80,6 +82,10 @@ foreach(call IN LISTS calls)
     continue()
   endif()
   set(name "${call}#${k}")
+  if(name IN_LIST LEAVE_OUT)
+    string(APPEND table "  ${name} on rank ${RANK}: left out (a known defect, see tests/fault/CMakeLists.txt)\n")
+    continue()
+  endif()
   set(before FALSE)
   if(index LESS agreement AND (call STREQUAL "alloc" OR call MATCHES "^MPI_(Get_count|Type_|Group_|Comm_group)"))
     set(before TRUE)
@@ -90,6 +96,8 @@ foreach(call IN LISTS calls)
   set(problem "")
   if(rc EQUAL 124 OR rc EQUAL 137)
     set(problem "still running after ${CASE_TIMEOUT} s (a hang)")
+  elseif(out MATCHES "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: ")
+    set(problem "a sanitizer reported an error")
   elseif(out MATCHES "WRONG")
     set(problem "a rank returned a wrong result")
   elseif(NOT out MATCHES "${me} fired ${call}")
