@@ -27,8 +27,9 @@ namespace redist {
 // key) the plan moves and must be the same on every rank (gather_metadata() makes it, and the tracker the
 // planners take). Received samples are added to the store; nothing
 // else changes. Before any byte moves, every rank checks its share and the ranks agree in one allreduce,
-// which also compares a fingerprint of the plan and the staging, its budget and allow_lossy: any rank's
-// problem, or calls that differ, become the same redist::error on every rank, with every store unchanged.
+// which also compares a fingerprint of the plan, of what it reads of the catalog (every moved pair's dtype,
+// trailing shape and seqlens), and the staging, its budget and allow_lossy: any rank's problem, or calls
+// that differ, become the same redist::error on every rank, with every store unchanged.
 // Per-sample metadata does not travel in this form: received samples come without it (every rank's is in
 // gather_metadata()'s batches, by id). Policies replace the default policy of their step_type. A rank that
 // cannot allocate (std::bad_alloc) once data moves, a received tensor or staging, is not recovered: its peers
@@ -37,7 +38,8 @@ template <staging_policy Staging = byte_staging, class... Policies, communicator
 void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const catalog& cat,
                   const redistribute_options& opts, const space_of<Tensor>& space) {
   auto call = detail::describe_redistribute<Staging>(opts);
-  call.add("plan", detail::str(p.step_count(), " steps of fingerprint ", detail::plan_hash(p)));
+  call.add("plan", detail::str(p.step_count(), " steps of fingerprint ", detail::plan_hash(p)))
+      .add("catalog", detail::str("fingerprint ", detail::catalog_hash(p, cat), " of the plan's pairs"));
   [[maybe_unused]] const auto scope = detail::allocation_scope(space);
   detail::execute<Staging, Policies...>(
       comm, store, p, cat, opts, static_cast<sequence_batch<Tensor>*>(nullptr), call,
@@ -49,12 +51,14 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
 // order. Per-sample metadata: a name comes along when every rank that holds samples has it, each value from
 // the lowest rank holding the id.
 //
-// Costs, before any sample moves: one allgather of every rank's request (a description of its call, its
-// batch's metadata in a compact encoding, not the data, and the ids it wants; two MPI calls, sizes then
-// bytes) and one allreduce to agree on the checks of the plan-based form. Options that differ between ranks
-// (pattern, keys and their order, staging, budget, ranks_per_node, allow_lossy), a rank's invalid batch and
-// a plan that cannot be made (an unknown key, ranks_per_node 0, an id no rank holds) fail the same way on
-// every rank, naming what differs or the rank at fault, before any sample moves.
+// Costs, before any sample moves: one allreduce (the agreement every op opens with, on the call's options
+// and every rank's batch being valid, so that a rank calling another op fails alike instead of hanging), one
+// allgather of every rank's request (a description of its call, its batch's metadata in a compact encoding,
+// not the data, and the ids it wants; two MPI calls, sizes then bytes) and one allreduce to agree on the
+// checks of the plan-based form. Options that differ between ranks (pattern, keys and their order, staging,
+// budget, ranks_per_node, allow_lossy), a rank's invalid batch and a plan that cannot be made (an unknown
+// key, ranks_per_node 0, an id no rank holds) fail the same way on every rank, naming what differs or the
+// rank at fault, before any sample moves.
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
                                     const std::vector<sample_id>& wanted, const redistribute_options& opts,

@@ -75,8 +75,10 @@ class redistribute_report {
 
   void plan_agreed(const plan& p, const catalog& cat, const call_description& call) {
     std::string options;
-    for (const auto& [field, value] : call_description::fields(call.text()))
-      if (field != "op" && field != "plan") options += str(options.empty() ? "" : ", ", field, ' ', value);
+    for (const auto& [field, value] : call_description::fields(call.text())) {
+      if (field == "op" || field == "plan" || field == "catalog") continue;  // the name and fingerprints
+      options += str(options.empty() ? "" : ", ", field, ' ', value);
+    }
     print("redist::redistribute (", options, ')');
     try {
       const storage_tracker tracker = inferred_tracker(p, cat);

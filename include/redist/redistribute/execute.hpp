@@ -80,6 +80,46 @@ inline std::uint64_t plan_hash(const plan& p) {
   return h.value();
 }
 
+// A fingerprint of what a plan's execution reads of the catalog, which sizes every message: each step's keys'
+// dtypes and trailing shapes, and the seqlens of every (id, key) it moves (an id list where it first
+// appears), in the plan's order. Ranks whose catalogs differ there would wait for messages of other sizes.
+inline std::uint64_t catalog_hash(const plan& p, const catalog& cat) {
+  fingerprint h;
+  for (const auto& stage : p.stages) {
+    for (const auto& s : stage) {
+      std::vector<std::optional<std::size_t>> keys;
+      for (const auto& k : keys_of(s)) {
+        keys.push_back(cat.find_key(k));
+        if (keys.back()) {
+          const key_schema& schema = cat.keys()[*keys.back()];
+          h.add(static_cast<std::uint64_t>(schema.dtype)).add_all(schema.trailing_shape);
+        } else {
+          h.add(~std::uint64_t{0});  // no rank holds it: the checks before transfer say so
+        }
+      }
+      std::vector<char> seen;
+      for_each_transfer(
+          s,
+          [&](const step_transfer& t) {
+            if (t.list >= seen.size()) seen.resize(t.list + 1, 0);
+            if (seen[t.list]) return;
+            seen[t.list] = 1;
+            for (std::uint32_t k = t.first_key; k < t.first_key + t.key_count && k < keys.size(); ++k) {
+              if (!keys[k]) continue;
+              for (const sample_id id : *t.ids) {
+                if (cat.has(id, *keys[k]))
+                  h.add_all(cat.seqlens(id, *keys[k]));
+                else
+                  h.add(~std::uint64_t{0});
+              }
+            }
+          },
+          [](const std::string&) {});
+    }
+  }
+  return h.value();
+}
+
 inline const char* pattern_name(plan_pattern p) noexcept {
   switch (p) {
     case plan_pattern::one_hop:

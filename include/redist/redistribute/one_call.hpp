@@ -1,6 +1,6 @@
-// The one-call form of redistribute(): every rank's request allgathered (its call's description, its batch's
-// metadata, the ids it wants), the same plan made on every rank, the result allocated or reused, then
-// executed.
+// The one-call form of redistribute(): the agreement on the call, every rank's request allgathered (its
+// call's description, its batch's metadata, the ids it wants), the same plan made on every rank, the result
+// allocated or reused, then executed.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +12,6 @@
 
 #include "redist/comm/agree.hpp"
 #include "redist/core/catalog.hpp"
-#include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/metadata_codec.hpp"
 #include "redist/core/sample_store.hpp"
@@ -73,25 +72,22 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
       .add("ranks_per_node", opts.ranks_per_node)
       .add("keys", keys_text + ']');
 
-  // The allgather carries each rank's call and its request, or its problem.
+  // The agreement every op opens with, on the call and this rank's batch, comes before the allgather: a rank
+  // that calls another op meets it in the same allreduce and every rank throws, instead of each waiting in a
+  // different collective. The allgather then carries every rank's request (its call too, which the plan
+  // cache's key needs).
   std::vector<std::byte> meta;
   const std::string problem = problem_of([&] {
     local.validate();
     meta = encode_metadata(local);
   });
-  const auto blob = encode_request(call.text(), problem, meta, wanted);
+  agree(comm, who, problem, call);
+  const auto blob = encode_request(call.text(), {}, meta, wanted);
   std::vector<std::size_t> counts;
   const auto all = comm.allgatherv(blob, &counts);
   std::vector<request> requests;
-  std::vector<std::string> problems, calls;
-  bool agreed = true;
-  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
+  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r)
     requests.push_back(decode_request(std::span(all).subspan(at, counts[r]), r));
-    problems.push_back(requests.back().problem);
-    calls.push_back(requests.back().call);
-    agreed = agreed && problems.back().empty() && calls.back() == calls.front();
-  }
-  if (!agreed) throw error(agreed_message(who, problems, calls));
 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
   // every rank, and so is the plan. Requests that are the last call's take its plan from the cache.
