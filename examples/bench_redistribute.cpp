@@ -1,8 +1,8 @@
 // Benchmark of redist::redistribute(), nccl-tests style: the one-call form (one-hop plan, byte staging), new
-// or into a kept result, against hand-written MPI_Alltoallv code moving the same bytes (packing, exchanging
-// and unpacking into the consumer's order, buffers kept or allocated per call) and against gather-scatter
-// with float32 staging (the reference system's path). Prints median times (max over ranks), algbw, busbw, the
-// ratios, #wrong (with
+// or into a kept result (with and without end-to-end checksums), against hand-written MPI_Alltoallv code
+// moving the same bytes (packing, exchanging and unpacking into the consumer's order, buffers kept or
+// allocated per call) and against gather-scatter with float32 staging (the reference system's path). Prints
+// median times (max over ranks), algbw, busbw, the ratios, #wrong (with
 // --check every byte is verified) and each rank's peak memory next to its payload and the staging budget.
 //
 //   mpirun -np 8 ./example_bench_redistribute --check              the full benchmark, every result verified
@@ -46,6 +46,7 @@
 #include "bench_common.hpp"
 #include "bench_workload.hpp"
 #include "redist/comm/mpi.hpp"
+#include "redist/detail/crc32c.hpp"
 #include "redist/redistribute.hpp"
 
 namespace {
@@ -496,13 +497,14 @@ struct row {
 };
 
 // 0 and 1 are redistribute's; 2 to 5 hand-written, each the baseline of one of them (see the header); 6 the
-// reference system's path.
+// reference system's path; 7 redistribute_into with end-to-end checksums.
 constexpr const char* method_names[] = {"redistribute",        "redistribute_into", "hand-unpacked",
                                         "hand-unpacked-alloc", "hand-alltoallv",    "hand-alltoallv+self",
-                                        "gather-scatter-f32"};
-constexpr std::size_t method_count = 7;
-// The method each row's ratio compares with: redistribute-row time / this row's (gather-scatter: inverted).
-constexpr std::size_t compared_with[] = {0, 0, 1, 0, 0, 0, 0};
+                                        "gather-scatter-f32",  "into+checksums"};
+constexpr std::size_t method_count = 8;
+// The method each row's ratio compares with: redistribute-row time / this row's (the last two: inverted,
+// this row's time / that row's).
+constexpr std::size_t compared_with[] = {0, 0, 1, 0, 0, 0, 0, 1};
 
 }  // namespace
 
@@ -554,11 +556,13 @@ int main(int argc, char** argv) {
         "(the baseline of redistribute_into); hand-unpacked-alloc = the same allocating its buffers per call "
         "(the baseline of redistribute); hand-alltoallv+self = packing + one MPI_Alltoallv of every wanted "
         "byte into one buffer, no unpacking; hand-alltoallv = the same without the samples a rank wants from "
-        "itself; gather-scatter-f32 = redistribute<float32_staging>, gather_scatter\n");
+        "itself; gather-scatter-f32 = redistribute<float32_staging>, gather_scatter; into+checksums = "
+        "redistribute_into with redistribute_options::checksums (CRC-32C of every payload held and "
+        "arrived)\n");
     say(me,
         "# ratio: on the hand rows the redistribute row it is the baseline of (redistribute_into for "
         "hand-unpacked, else redistribute) / that row; on the gather-scatter-f32 row that row / "
-        "redistribute; staging budget %zu bytes\n#\n",
+        "redistribute; on the into+checksums row that row / redistribute_into; staging budget %zu bytes\n#\n",
         c.budget);
     say(me, "# %-10s %-8s %-19s %12s %12s %10s %11s %11s %6s %8s\n", "layout", "order", "method", "size(B)",
         "wire(B)", "time(ms)", "algbw(GB/s)", "busbw(GB/s)", "#wrong", "ratio");
@@ -584,6 +588,13 @@ int main(int argc, char** argv) {
       into_opts.staging = &staging;
       redist::plan_cache plans;
       into_opts.plans = &plans;
+      batch crc_out;
+      redist::workspace crc_staging;
+      redist::plan_cache crc_plans;
+      redist::redistribute_options crc_opts = one_hop;
+      crc_opts.staging = &crc_staging;
+      crc_opts.plans = &crc_plans;
+      crc_opts.checksums = true;
 
       // Sizes: what the ranks want in all, and what crosses ranks, by the hand-written exchange and by the
       // plan redistribute() makes (computed the way its one-call form computes it).
@@ -607,6 +618,7 @@ int main(int argc, char** argv) {
       // Each method: one run (its result dropped, as in the timing) and one checked run.
       auto redistribute_once = [&] { return redist::redistribute(comm, local, wanted, one_hop); };
       auto into_once = [&] { redist::redistribute_into(comm, local, wanted, into_out, into_opts); };
+      auto crc_once = [&] { redist::redistribute_into(comm, local, wanted, crc_out, crc_opts); };
       auto gather_scatter_once = [&] {
         return redist::redistribute<redist::float32_staging>(comm, local, wanted, gather_scatter);
       };
@@ -617,7 +629,8 @@ int main(int argc, char** argv) {
           [&] { hand_unpacked(unpacked, fresh, false, world); },
           [&] { hand_written(hand, world); },
           [&] { hand_written(hand_self, world); },
-          [&] { gather_scatter_once(); }};
+          [&] { gather_scatter_once(); },
+          [&] { crc_once(); }};
       const std::array<std::function<std::size_t()>, method_count> wrong_in = {
           [&] { return wrong_in_batch(c, redistribute_once(), wanted); },
           [&] {
@@ -634,7 +647,11 @@ int main(int argc, char** argv) {
           },
           [&] { return wrong_in_hand(c, l, me, hand, hand_written(hand, world).get()); },
           [&] { return wrong_in_hand(c, l, me, hand_self, hand_written(hand_self, world).get()); },
-          [&] { return wrong_in_batch(c, gather_scatter_once(), wanted); }};
+          [&] { return wrong_in_batch(c, gather_scatter_once(), wanted); },
+          [&] {
+            crc_once();
+            return wrong_in_batch(c, crc_out, wanted);
+          }};
 
       std::array<long long, method_count> wrong;
       wrong.fill(-1);
@@ -654,6 +671,9 @@ int main(int argc, char** argv) {
       into_out = batch{};
       staging = redist::workspace{};
       plans.clear();
+      crc_out = batch{};
+      crc_staging = redist::workspace{};
+      crc_plans.clear();
       kept = unpacked_buffers{};
       fresh = unpacked_buffers{};
       std::array<memory_row, method_count> mem;
@@ -677,15 +697,16 @@ int main(int argc, char** argv) {
         char ratio[32] = "";
         if (m >= 2 && m <= 5 && times[m] > 0)
           std::snprintf(ratio, sizeof ratio, "%.2f", times[compared_with[m]] / times[m]);
-        if (m == 6 && times[0] > 0) std::snprintf(ratio, sizeof ratio, "%.2f", times[6] / times[0]);
+        if (m >= 6 && times[compared_with[m]] > 0)
+          std::snprintf(ratio, sizeof ratio, "%.2f", times[m] / times[compared_with[m]]);
         char wrong_text[24] = "-";
         if (wrong[m] >= 0) std::snprintf(wrong_text, sizeof wrong_text, "%lld", wrong[m]);
         const double algbw = times[m] > 0 ? size / times[m] / 1e9 : 0;
         // The reference path's wire bytes (float32, padded, twice across) are not the payload's: not shown.
         char wire[24] = "-";
-        if (m < 6)
+        if (m != 6)
           std::snprintf(wire, sizeof wire, "%llu",
-                        static_cast<unsigned long long>(m < 2 ? redist_wire : hand_wire));
+                        static_cast<unsigned long long>(m < 2 || m == 7 ? redist_wire : hand_wire));
         say(me, "  %-10s %-8s %-19s %12.0f %12s %10.3f %11.3f %11.3f %6s %8s\n", kind.c_str(),
             l.order.c_str(), method_names[m], size, wire, times[m] * 1e3, algbw, algbw * factor, wrong_text,
             ratio);
@@ -828,6 +849,12 @@ int main(int argc, char** argv) {
     const char* gs_verdict = P != 8 ? "(not 8 ranks)" : gs >= 10 ? "met" : "MISSED";
     say(me, "#   skewed    gather-scatter-f32 / redistribute = %5.2f, target >= 10 at 8 ranks: %s\n", gs,
         gs_verdict);
+    for (const std::string kind : {"blocks", "skewed", "reordered"}) {
+      const double crc = find(kind, "into+checksums") / find(kind, "redistribute_into");
+      say(me, "#   %-9s into+checksums / redistribute_into = %5.2f, target <= 1.15 (CRC-32C %s): %s\n",
+          kind.c_str(), crc, redist::detail::crc32c_in_hardware() ? "in hardware" : "by table",
+          crc <= 1.15 ? "met" : "MISSED");
+    }
     say(me, "#   peak memory <= payload + staging budget on every rank: %s\n", memory_ok ? "met" : "MISSED");
     for (const auto& n : notes) say(me, "# ERROR: %s\n", n.c_str());
     if (c.check) {

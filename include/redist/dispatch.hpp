@@ -94,6 +94,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space, 
   received += total - inline_bytes;
   host_space::copy(stream.data(), head.data() + sizeof h, inline_bytes);
 
+  nested<Tensor> tree;  // the tensors receives write into, declared first so that it outlives them
   std::vector<typename Comm::request> requests;  // after the buffers they write into: completed first
   if (stream.size() > inline_bytes)
     requests.push_back(comm.irecv(stream.subspan(inline_bytes), root, dispatch_tag));
@@ -101,7 +102,7 @@ nested<Tensor> dispatch_receive(const Comm& comm, int root, const Space& space, 
   if (schema_bytes > inline_bytes) wait_every(requests);
   // Allocates no more than the header declares; the schema must then account for every byte of it, so
   // that each receive below has the size of the root's send.
-  nested<Tensor> tree = decode_schema<Tensor>(stream.first(schema_bytes), h.tensor_bytes);
+  tree = decode_schema<Tensor>(stream.first(schema_bytes), h.tensor_bytes);
   std::uint64_t declared = 0, declared_packed = 0;
   tree.for_each_tensor([&](const Tensor& t) {
     std::size_t bytes = 0;

@@ -13,7 +13,9 @@
 
 #include "redist/comm/agree.hpp"
 #include "redist/core/catalog.hpp"
+#include "redist/core/error.hpp"
 #include "redist/core/host_tensor.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
 #include "redist/detail/debug.hpp"
@@ -22,6 +24,7 @@
 #include "redist/options.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/redistribute/check.hpp"
+#include "redist/redistribute/checksums.hpp"
 #include "redist/redistribute/debug_report.hpp"
 #include "redist/redistribute/output.hpp"
 #include "redist/staging/space_call.hpp"
@@ -139,7 +142,20 @@ call_description describe_redistribute(const redistribute_options& opts) {
       .add("op", "redist::redistribute")
       .add("staging", Staging::label)
       .add("max_staging_bytes", opts.max_staging_bytes)
-      .add("allow_lossy", opts.allow_lossy);
+      .add("allow_lossy", opts.allow_lossy)
+      .add("checksums", opts.checksums);
+}
+
+// Why this rank cannot take checksums (empty when it can): they read payloads on the host, exact bytes.
+template <class Staging, class Space>
+std::string checksum_problem(const redistribute_options& opts, const Space&) {
+  if (!opts.checksums) return {};
+  if constexpr (Space::space != memory_space::host)
+    return "redist::redistribute: checksums read payloads on the host: not available for device tensors";
+  if (!Staging::lossless && opts.allow_lossy)
+    return str("redist::redistribute: checksums compare exact bytes, which ", Staging::label,
+               " with allow_lossy may change");
+  return {};
 }
 
 // This rank's share of the checks made before any byte moves, as its problem in the agreement.
@@ -161,8 +177,15 @@ void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const
   if (debug_prints(comm.rank())) [[unlikely]]
     report.emplace(comm.rank(), comm.size());
   if (problem.empty()) problem = space_problem("redist::redistribute", comm, space);
+  if (problem.empty()) problem = checksum_problem<Staging>(opts, space);
   agree(comm, "redist::redistribute", problem, call);
   if (report) report->plan_agreed(p, cat, call);
+  // Every rank derives the same book from the same tables: copies given that differ throw alike everywhere.
+  std::optional<checksum_book> book;
+  if (opts.checksums) {
+    book.emplace(gather_checksums(comm, given_checksums(comm.rank(), p, cat, store, out)), cat);
+    if (!book->problem().empty()) throw error(book->problem());
+  }
 
   std::optional<output_sink<Tensor>> sink;
   if (out) sink.emplace(*out, cat);
@@ -180,6 +203,7 @@ void execute(const Comm& comm, sample_store<Tensor>& store, const plan& p, const
       if (report) report->step_done(n++, s, cat, seconds_since(start));
     }
   if (sink) sink->fill(store, comm.rank(), space);
+  if (book) agree(comm, "redist::redistribute", check_arrivals(comm.rank(), p, cat, *book, store, out));
   if (report) report->finished();
 }
 

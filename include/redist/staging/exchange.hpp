@@ -15,6 +15,15 @@
 #include "redist/staging/buffer.hpp"
 #include "redist/staging/copy_list.hpp"
 
+namespace redist::testing {
+
+// Tests only: called on this rank with every block an exchange in host memory received from another rank,
+// once it has arrived and before it is unpacked, so that a test can change bytes on the way (checksums must
+// catch it). Null in programs: then one branch per exchange.
+inline void (*arrival_hook)(std::span<std::byte> block) = nullptr;
+
+}  // namespace redist::testing
+
 namespace redist::detail {
 
 // An exchange's pieces with each other peer's several pieces made one block: a peer's send pieces are packed
@@ -113,7 +122,7 @@ class segment_exchange {
   segment_exchange(const Comm& comm, std::span<const std::vector<const_segment>> send,
                    std::span<const std::vector<segment>> recv, std::byte* scratch = nullptr,
                    const Space& space = {})
-      : packed_(checked(comm, send, recv, scratch, space)) {
+      : packed_(checked(comm, send, recv, scratch, space)), self_(static_cast<std::size_t>(comm.rank())) {
     const int n = comm.size();
     const int me = comm.rank();
     auto g = comm.start_group();
@@ -141,6 +150,10 @@ class segment_exchange {
     if (!request_) return;
     request_->wait();
     request_.reset();
+    if constexpr (Space::space == memory_space::host) {
+      if (testing::arrival_hook != nullptr) [[unlikely]]
+        arrivals();
+    }
     packed_.unpack();
   }
 
@@ -156,8 +169,17 @@ class segment_exchange {
     return packed_exchange<Space>(send, recv, static_cast<std::size_t>(comm.rank()), scratch, space);
   }
 
+  void arrivals() const {
+    for (std::size_t p = 0; p < packed_.recv().size(); ++p) {
+      if (p == self_) continue;
+      for (const auto& s : packed_.recv()[p])
+        if (s.bytes != 0) testing::arrival_hook({s.data, s.bytes});
+    }
+  }
+
   packed_exchange<Space> packed_;
   std::optional<typename Comm::request> request_;
+  std::size_t self_;
 };
 
 // The blocking form: started and completed.
