@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../mpi/nested_text.hpp"
+#include "../unit/aligned_new.hpp"
 #include "mpi_probe.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/dispatch.hpp"
@@ -45,12 +46,8 @@ namespace probe = redist::test::mpi_probe;
 // and the one REDIST_FAULT names throws std::bad_alloc.
 void* operator new[](std::size_t size, std::align_val_t align) {
   if (probe::record("alloc", probe::call_kind::local, size, 0)) throw std::bad_alloc();
-  const auto a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a + (size == 0 ? a : 0))) return p;
-  throw std::bad_alloc();
+  return redist::test::aligned_allocation(size, align);
 }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace {
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../unit/aligned_new.hpp"
 #include "mpi_test.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/redistribute.hpp"
@@ -25,12 +26,8 @@ std::size_t refuse_from = 0;  // aligned allocations of this many bytes or more 
 
 void* operator new[](std::size_t size, std::align_val_t align) {
   if (refuse_from != 0 && size >= refuse_from) throw std::bad_alloc();
-  const auto a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a + (size == 0 ? a : 0))) return p;
-  throw std::bad_alloc();
+  return redist::test::aligned_allocation(size, align);
 }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace {
 
