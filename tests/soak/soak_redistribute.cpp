@@ -200,9 +200,10 @@ soak_case draw_case(std::uint64_t seed, std::uint64_t index, int world_size, std
     case budget_kind::tiny: {
       constexpr std::array<std::size_t, 9> tiny = {0, 1, 2, 3, 4, 5, 7, 8, 16};
       sc.max_staging_bytes = std::max(floor, tiny[g() % tiny.size()]);
-      if (sc.max_staging_bytes > 16) sc.budget = budget_kind::rounds;
     }
   }
+  if (sc.budget != budget_kind::ample)  // named by what it came to
+    sc.budget = sc.max_staging_bytes <= 16 ? budget_kind::tiny : budget_kind::rounds;
   sc.ranks_per_node = draw_int(g, 1, n + 1);
 
   // Keys asked for: every key by default, every key in an order of its own, or a subset.
@@ -509,7 +510,8 @@ int soak(int argc, char** argv, int rank, int size) {
                     << ", at " << size << " ranks\n"
                     << sc.describe() << '\n'
                     << all << "repeat: mpirun -np " << size << " --allow-run-as-root --oversubscribe "
-                    << argv[0] << " --seed " << s.seed << " --first " << i << " --layouts 1" << std::endl;
+                    << argv[0] << " --seed " << s.seed << " --first " << i << " --layouts 1"
+                    << (s.corrupt ? " --corrupt" : "") << std::endl;
       }
     }
     if (raw != MPI_COMM_NULL) MPI_Comm_free(&raw);
