@@ -457,17 +457,9 @@ inline std::vector<std::string> batch_keys(const contents& c, const layout& L, i
 
 // ---- running cases ----
 
-inline std::string pattern_name(plan_pattern p) {
-  switch (p) {
-    case plan_pattern::one_hop:
-      return "one_hop";
-    case plan_pattern::gather_scatter:
-      return "gather_scatter";
-    case plan_pattern::broadcast:
-      return "broadcast";
-  }
-  return "?";
-}
+// The library's own name of a pattern, as its call descriptions write it.
+using redist::detail::pattern_name;
+
 inline constexpr plan_pattern all_patterns[] = {plan_pattern::one_hop, plan_pattern::gather_scatter,
                                                 plan_pattern::broadcast};
 

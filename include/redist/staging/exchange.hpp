@@ -173,7 +173,7 @@ class segment_exchange {
     for (std::size_t p = 0; p < packed_.recv().size(); ++p) {
       if (p == self_) continue;
       for (const auto& s : packed_.recv()[p])
-        if (s.bytes != 0) testing::arrival_hook({s.data, s.bytes});
+        if (s.bytes != 0) testing::arrival_hook(std::span<std::byte>(s.data, s.bytes));
     }
   }
 
