@@ -666,18 +666,21 @@ int main(int argc, char** argv) {
                                                                    redist::bench::method_order::fixed);
 
       // Peak memory of one run of each method, over the RSS before any data existed. The methods that keep
-      // buffers between calls give them up first, so that none holds memory while another is measured (and
-      // each kept method's run allocates them, as its first call does).
-      into_out = batch{};
-      staging = redist::workspace{};
-      plans.clear();
-      crc_out = batch{};
-      crc_staging = redist::workspace{};
-      crc_plans.clear();
-      kept = unpacked_buffers{};
-      fresh = unpacked_buffers{};
+      // buffers between calls give them up before each run, so that none holds memory while another is
+      // measured (and each kept method's run allocates them, as its first call does).
+      auto give_up_kept = [&] {
+        into_out = batch{};
+        staging = redist::workspace{};
+        plans.clear();
+        crc_out = batch{};
+        crc_staging = redist::workspace{};
+        crc_plans.clear();
+        kept = unpacked_buffers{};
+        fresh = unpacked_buffers{};
+      };
       std::array<memory_row, method_count> mem;
       for (std::size_t m = 0; m < method_count; ++m) {
+        give_up_kept();
         MPI_Barrier(world);
         if (peak_resettable) reset_peak_rss();
         run[m]();

@@ -18,11 +18,13 @@ struct redistribute_options {
   std::size_t max_staging_bytes = std::size_t{256} << 20;
   // float32_staging refuses values that do not survive the cast unless this is set.
   bool allow_lossy = false;
-  // End-to-end checksums (host memory, lossless staging): before any byte moves, every rank takes the CRC-32C
-  // of each (id, key) payload it holds and the ranks allgather them, so that copies of a payload held by
-  // several ranks must carry equal bytes; after the transfer, every payload that arrived is checked against
-  // its sender's. A mismatch becomes the same redist::error on every rank, naming the id, the key and the
-  // ranks. Costs one allgather and one allreduce more, and a pass over the bytes held and received.
+  // End-to-end checksums (host memory, exact staging): before any byte moves, every rank takes the CRC-32C of
+  // each (id, key) payload it gives (sends, or keeps for its own result) and the ranks allgather them, so
+  // that copies of one payload given by several ranks must carry equal bytes; after the transfer, every
+  // payload that arrived is checked against its sender's. A mismatch becomes the same redist::error on every
+  // rank, naming the id, the key and the ranks (found after the transfer, it leaves a reused result as it
+  // was, but a store holds what arrived). Costs one allgather and one allreduce more, and a pass over the
+  // bytes given and received.
   bool checksums = false;
   // One-call form only: how to plan, where ranks sit (rank r on node r / ranks_per_node), and which keys to
   // move and return, in that order (empty: every key, ascending by name).
