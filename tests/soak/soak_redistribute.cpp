@@ -2,7 +2,7 @@
 // every planning pattern x every staging, each result checked byte for byte; a failure prints its repeat.
 //
 //   soak_redistribute --layouts N [--seed S] [--first I] [--combos C] [--max-failures F] [--progress P]
-//                     [--trace] [--corrupt]
+//                     [--trace] [--corrupt] [--checksums]
 //
 // Layout i is drawn from mix(S, i) alone, the same on every rank: `--first i --layouts 1` repeats it. Every
 // call's outcome is agreed over MPI_COMM_WORLD, so every rank learns of any rank's failure and none waits
@@ -108,6 +108,7 @@ struct soak_case {
   std::vector<std::string> keys;  // asked for; empty: every key
   redist::plan_pattern into_pattern = redist::plan_pattern::one_hop;
   std::vector<std::size_t> combos;  // form * staging_count + staging
+  bool checksums = false;           // every call with redistribute_options::checksums (--checksums)
 
   std::string describe() const {
     std::ostringstream os;
@@ -304,12 +305,14 @@ std::string run_combo(const redist::mpi_communicator& comm, const soak_case& sc,
                                     .pattern = pattern_of(f, sc.into_pattern),
                                     .ranks_per_node = sc.ranks_per_node};
   opts.keys = sc.keys;
+  opts.checksums = sc.checksums;
   switch (f) {
     case form::plan_all_to_all:
     case form::plan_gather_scatter:
     case form::plan_broadcast: {
       const auto keys = sc.keys.empty() ? redist::test::all_keys(c) : sc.keys;
-      redist::redistribute_options plan_opts{.max_staging_bytes = sc.max_staging_bytes};
+      redist::redistribute_options plan_opts{.max_staging_bytes = sc.max_staging_bytes,
+                                             .checksums = sc.checksums};
       return redist::test::plan_based_problem<Staging>(comm, sc.L, c, opts.pattern, sc.ranks_per_node, keys,
                                                        plan_opts, nullptr, &delivered);
     }
@@ -369,6 +372,7 @@ struct settings {
   std::uint64_t progress = 0;  // print a line every this many layouts; 0: never
   bool trace = false;          // print each layout's index before running it
   bool corrupt = false;        // flip a received byte (call_into's), which the soak must report
+  bool checksums = false;      // every call with end-to-end checksums, which must never report a change
 };
 
 bool parse(int argc, char** argv, settings& s, std::string& complaint) {
@@ -400,6 +404,8 @@ bool parse(int argc, char** argv, settings& s, std::string& complaint) {
       s.trace = true;
     } else if (a == "--corrupt") {
       s.corrupt = true;
+    } else if (a == "--checksums") {
+      s.checksums = true;
     } else {
       complaint = "unknown argument '" + std::string(a) + "'";
       return false;
@@ -414,7 +420,7 @@ bool parse(int argc, char** argv, settings& s, std::string& complaint) {
 
 constexpr const char* usage =
     "usage: soak_redistribute [--layouts N] [--seed S] [--first I] [--combos C] [--max-failures F] "
-    "[--progress P] [--trace] [--corrupt]\n"
+    "[--progress P] [--trace] [--corrupt] [--checksums]\n"
     "  runs layouts I .. I+N-1 of seed S, each through C of the 21 form x staging combinations (default "
     "all)\n";
 
@@ -478,7 +484,8 @@ int soak(int argc, char** argv, int rank, int size) {
   std::uint64_t failures = 0, calls = 0, layouts_run = 0;
   unsigned long long delivered_here = 0;
   for (std::uint64_t i = s.first; i < s.first + s.layouts && failures < s.max_failures; ++i) {
-    const soak_case sc = draw_case(s.seed, i, size, s.combos);
+    soak_case sc = draw_case(s.seed, i, size, s.combos);
+    sc.checksums = s.checksums;
     if (rank == 0 && s.trace) std::cout << "soak: layout " << i << std::endl;
     ++layouts_run;
     if (rank == 0) t.count(sc);
@@ -511,7 +518,7 @@ int soak(int argc, char** argv, int rank, int size) {
                     << sc.describe() << '\n'
                     << all << "repeat: mpirun -np " << size << " --allow-run-as-root --oversubscribe "
                     << argv[0] << " --seed " << s.seed << " --first " << i << " --layouts 1"
-                    << (s.corrupt ? " --corrupt" : "") << std::endl;
+                    << (s.corrupt ? " --corrupt" : "") << (s.checksums ? " --checksums" : "") << std::endl;
       }
     }
     if (raw != MPI_COMM_NULL) MPI_Comm_free(&raw);
