@@ -12,7 +12,8 @@
 // communicator, which must work; when some rank does not arrive in time (its peers may wait for it inside
 // MPI, which cannot recover them), MPI_Abort ends every rank, as an application would. MPI_COMM_WORLD gets
 // MPI_ERRORS_RETURN, so that failures MPI raises there (datatype calls, MPI_Get_count) reach redist as error
-// codes; --world-fatal leaves it MPI_ERRORS_ARE_FATAL, MPI's default, under which MPI ends the job itself.
+// codes; --world-fatal gives it a handler that, like MPI's default MPI_ERRORS_ARE_FATAL, ends the job (saying
+// so).
 #include <mpi.h>
 
 #include <algorithm>
@@ -380,13 +381,28 @@ int count_run(const op_case& c) {
   return wrong.empty() ? 0 : 1;
 }
 
+// --world-fatal: MPI_COMM_WORLD's handler ends the job, as MPI's default MPI_ERRORS_ARE_FATAL does, but first
+// says on this process's stderr that it ran (Open MPI's own message goes through mpirun, and can be lost when
+// the job ends at once).
+void fatal_on_world(MPI_Comm*, int* code, ...) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  MPI_Error_string(*code, text, &length);
+  std::fprintf(stderr, "fault[%d] MPI_COMM_WORLD's error handler ran (%s): the job ends inside MPI\n",
+               world_rank, text);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 16);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  const std::string_view mode = argc > 2 ? argv[2] : "";
-  if (mode != "--world-fatal") MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  const std::string_view mode = argc > 2 ? argv[2] : "";
+  MPI_Errhandler world_handler = MPI_ERRORS_RETURN;
+  if (mode == "--world-fatal") MPI_Comm_create_errhandler(&fatal_on_world, &world_handler);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, world_handler);
   const op_entry* op = nullptr;
   for (const op_entry& e : ops)
     if (argc > 1 && std::string_view(argv[1]) == e.name) op = &e;
