@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -29,6 +30,18 @@ inline bool shape_bytes(redist::dtype t, std::span<const std::int64_t> shape, st
     if (e < 0 || !checked_mul(bytes, static_cast<std::size_t>(e), bytes)) return false;
   }
   return true;
+}
+
+// The bytes of `rows` rows of `trailing`, sized as shape_bytes sizes {rows, trailing...} (a zero trailing
+// extent does not hide a product that overflows before it); none when it overflows or an extent is negative.
+inline std::optional<std::size_t> rows_bytes(redist::dtype t, std::int64_t rows,
+                                             std::span<const std::int64_t> trailing) noexcept {
+  std::size_t bytes = size_of(t);
+  if (rows < 0 || !checked_mul(bytes, static_cast<std::size_t>(rows), bytes)) return std::nullopt;
+  for (const std::int64_t e : trailing) {
+    if (e < 0 || !checked_mul(bytes, static_cast<std::size_t>(e), bytes)) return std::nullopt;
+  }
+  return bytes;
 }
 
 // The same, throwing when the shape is negative or the size overflows.

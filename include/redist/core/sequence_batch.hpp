@@ -272,7 +272,7 @@ class sequence_batch {
     detail::key_layout l;
     l.row_bytes = size_of(f.dtype);
     if (l.row_bytes == 0)
-      detail::fail("redist::sequence_batch: key '", f.name, "': dtype code ", static_cast<int>(f.dtype),
+      detail::fail("redist::sequence_batch: key '", f.name, "': dtype code ", int(f.dtype),
                    " is not a redist::dtype");
     for (std::int64_t e : f.trailing_shape) {
       if (e < 0 || !detail::checked_mul(l.row_bytes, static_cast<std::size_t>(e), l.row_bytes))
@@ -292,13 +292,7 @@ class sequence_batch {
       }
       l.offsets[i + 1] = total;
     }
-    // The tensor's bytes dim by dim, tokens first, as a tensor of this shape is sized when it is allocated:
-    // with a zero extent among the trailing ones the product may still overflow before it.
-    std::size_t bytes = size_of(f.dtype);
-    bool fits = detail::checked_mul(bytes, static_cast<std::size_t>(l.offsets[n]), bytes);
-    for (const std::int64_t e : f.trailing_shape)
-      fits = fits && detail::checked_mul(bytes, static_cast<std::size_t>(e), bytes);
-    if (!fits)
+    if (!detail::rows_bytes(f.dtype, l.offsets[n], f.trailing_shape))
       detail::fail("redist::sequence_batch: key '", f.name, "': ", l.offsets[n], " tokens of shape ",
                    detail::shape_text(f.trailing_shape), " overflow the size type");
     if (f.data) check_data(f, *f.data, l.offsets[n]);

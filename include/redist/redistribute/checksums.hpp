@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
 #include <tuple>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "redist/core/catalog.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
 #include "redist/core/tensor_traits.hpp"
@@ -158,7 +158,7 @@ std::vector<std::vector<payload_checksum>> gather_checksums(const Comm& comm,
   std::vector<std::vector<payload_checksum>> tables(counts.size());
   for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
     tables[r].resize(counts[r] / sizeof(payload_checksum));
-    if (!tables[r].empty()) std::memcpy(tables[r].data(), all.data() + at, counts[r]);
+    host_space::copy(reinterpret_cast<std::byte*>(tables[r].data()), all.data() + at, counts[r]);
   }
   return tables;
 }
