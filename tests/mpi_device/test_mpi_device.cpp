@@ -234,14 +234,20 @@ bool run_all(const mpi_device_communicator& dev, const mpi_communicator& host, s
     ok = ok && spread == message(seed + 2, prev, me, whole);
   }
 
-  // allgatherv (host result) and allreduce_min_max.
+  // allgatherv (host result), with the sizes known and not, and allgather.
   {
     const bytes mine = message(seed, me, 999, count(seed, me, 999, lo, hi));
     buffer dmine(mine, device);
     std::vector<std::size_t> got_counts, want_counts;
     const bytes got = dev.allgatherv(dmine.span(), &got_counts);
     ok = ok && got == host.allgatherv(mine, &want_counts) && got_counts == want_counts;
-    ok = ok && dev.allreduce_min_max(me * 3 + 1) == host.allreduce_min_max(me * 3 + 1);
+    const std::vector<std::uint64_t> known(want_counts.begin(), want_counts.end());
+    ok = ok && dev.allgatherv(dmine.span(), std::span<const std::uint64_t>(known)) == got;
+    const std::uint64_t word = me * 3 + 1;
+    std::vector<std::uint64_t> words(static_cast<std::size_t>(host.size())), want(words.size());
+    dev.allgather(std::as_bytes(std::span(&word, 1)), std::as_writable_bytes(std::span(words)));
+    host.allgather(std::as_bytes(std::span(&word, 1)), std::as_writable_bytes(std::span(want)));
+    ok = ok && words == want;
   }
   return ok;
 }

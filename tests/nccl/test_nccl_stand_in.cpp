@@ -164,8 +164,10 @@ TEST_CASE("one rank: every collective moves the right bytes, from host and from 
       sizes counts;
       CHECK(c.allgatherv(mine.span(), &counts) == iota_bytes(7, 90));
       CHECK(counts == sizes{7});
-      CHECK(c.allreduce_min_max(0x1234567890ULL) ==
-            std::pair<std::uint64_t, std::uint64_t>{0x1234567890ULL, 0x1234567890ULL});
+      const std::uint64_t word = 0x1234567890ULL;
+      std::uint64_t gathered = 0;
+      c.allgather(std::as_bytes(std::span(&word, 1)), std::as_writable_bytes(std::span(&gathered, 1)));
+      CHECK(gathered == word);
 
       // One message to itself, received over a host piece and a device piece.
       buffer whole(device, iota_bytes(10, 100));
@@ -221,7 +223,10 @@ TEST_CASE("a failing send: one abort, an error naming the op and NCCL's text, ev
       redist::error);
   CHECK_THROWS_WITH_AS((void)c.isend(send.span(), 1, 0), doctest::Contains("refuses every call"),
                        redist::error);
-  CHECK_THROWS_WITH_AS((void)c.allreduce_min_max(1), doctest::Contains("refuses every call"), redist::error);
+  std::uint64_t word = 1;
+  CHECK_THROWS_WITH_AS(
+      c.allgather(std::as_bytes(std::span(&word, 1)), std::as_writable_bytes(std::span(&word, 1))),
+      doctest::Contains("refuses every call"), redist::error);
   CHECK(stand_in_p2p_count() + stand_in_count("ncclSend") == p2p_before);
   CHECK(aborts() == 1);
   check_clean();
@@ -493,7 +498,9 @@ TEST_CASE("group views: members only, cached, their transfers go to the comm's r
     CHECK(v->size() == 1);
     const bytes mine = iota_bytes(3, 1);
     CHECK(v->allgatherv(mine) == mine);
-    CHECK(v->allreduce_min_max(7) == std::pair<std::uint64_t, std::uint64_t>{7, 7});
+    bytes gathered(3);
+    v->allgather(mine, gathered);
+    CHECK(gathered == mine);
   }
   const nccl_communicator c(stand_in_new_comm(4, 2), stream);
   const std::vector<int> outside{1, 3}, pair{2, 0}, swapped{0, 2}, bad{0, 4}, twice{2, 2};
@@ -518,14 +525,18 @@ TEST_CASE("group views: members only, cached, their transfers go to the comm's r
   const bytes got = recv.get();
   CHECK(got[0] == b(30));  // its own block
   CHECK(bytes(got.begin() + 1, got.begin() + 4) == remote_bytes(0, 3));
-  // A view's collectives are point to point: a gather of 8 bytes to its rank 0 and 16 back.
-  const int reductions = stand_in_count("ncclAllReduce");
+  // A view's collectives are point to point: an allgather of 8 bytes is a send of them to its other rank
+  // (the comm's 0) and a receive of as many.
+  const int gathers = stand_in_count("ncclAllGather");
   const nccl_communicator* w = c.group(swapped);
-  (void)w->allreduce_min_max(5);
-  CHECK(stand_in_count("ncclAllReduce") == reductions);
+  const std::uint64_t word = 5;
+  std::uint64_t words[2] = {0, 0};
+  w->allgather(std::as_bytes(std::span(&word, 1)), std::as_writable_bytes(std::span(words)));
+  CHECK(stand_in_count("ncclAllGather") == gathers);
+  CHECK(words[1] == 5);
   const auto log = p2p_log();
   CHECK(std::vector<p2p_entry>(log.end() - 2, log.end()) ==
-        std::vector<p2p_entry>{{true, 0, 8}, {false, 0, 16}});
+        std::vector<p2p_entry>{{true, 0, 8}, {false, 0, 8}});
   // Peers of a view's group are its ranks.
   auto g = v->start_group();
   CHECK_THROWS_WITH_AS(g.send(send.span(), 2), doctest::Contains("names rank 2, out of range"),

@@ -2,7 +2,6 @@
 // passes the same call, else the lowest failing rank's problem or the fields whose values differ, by rank.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -12,6 +11,7 @@
 
 #include "error_of.hpp"
 #include "redist/comm/agree.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/detail/hash.hpp"
 #include "redist/detail/text.hpp"
 
@@ -26,22 +26,22 @@ struct scripted_agreement {
     return ranks[r].first.empty() ? (redist::detail::fingerprint().add(ranks[r].second.text()).value() | 1u)
                                   : 0;
   }
-  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t) const {
-    std::uint64_t lo = UINT64_MAX;
-    std::uint64_t hi = 0;
-    for (std::size_t r = 0; r < ranks.size(); ++r) {
-      lo = std::min(lo, key(r));
-      hi = std::max(hi, key(r));
-    }
-    return {lo, hi};
+  int size() const { return static_cast<int>(ranks.size()); }
+  std::string text(std::size_t r) const {
+    return (ranks[r].first.empty() ? "0" : "1") + ranks[r].second.text() + '\n' + ranks[r].first;
   }
-  std::vector<std::byte> allgatherv(std::span<const std::byte>, std::vector<std::size_t>* counts) const {
+  // The opening: every rank's (key, text size, 0).
+  void allgather(std::span<const std::byte>, std::span<std::byte> out) const {
+    std::vector<std::uint64_t> words;
+    for (std::size_t r = 0; r < ranks.size(); ++r) words.insert(words.end(), {key(r), text(r).size(), 0});
+    REQUIRE(out.size() == words.size() * 8);
+    redist::host_space::copy(out.data(), std::as_bytes(std::span(words)).data(), out.size());
+  }
+  std::vector<std::byte> allgatherv(std::span<const std::byte>, std::span<const std::uint64_t> sizes) const {
     std::vector<std::byte> all;
-    counts->clear();
-    for (const auto& [problem, call] : ranks) {
-      const std::string t = (problem.empty() ? "0" : "1") + call.text() + '\n' + problem;
-      counts->push_back(t.size());
-      for (char c : t) all.push_back(static_cast<std::byte>(c));
+    for (std::size_t r = 0; r < ranks.size(); ++r) {
+      REQUIRE(sizes[r] == text(r).size());
+      for (char c : text(r)) all.push_back(static_cast<std::byte>(c));
     }
     return all;
   }

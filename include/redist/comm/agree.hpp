@@ -1,5 +1,5 @@
 // The one agreement of every collective entry point: each rank brings its problem (empty when it has none)
-// and a description of its call (the op, its options, its layout or plan); one allreduce compares them, and a
+// and a description of its call (the op, its options, its layout or plan); one allgather compares them, and a
 // problem anywhere or calls that differ become the same redist::error on every rank before any byte moves.
 #pragma once
 
@@ -139,24 +139,37 @@ inline std::string agreed_message(const char* who, std::span<const std::string> 
   return str(op, ": the ranks' calls differ ", differ, " (every rank must pass the same arguments)");
 }
 
-// Every rank passes its own problem (empty when it has none) and a description of its call. When no rank has
-// a problem and every description is the same: one allreduce, and it returns. Otherwise every rank throws the
-// same redist::error (agreed_message) after one allgatherv of the ranks' texts.
+// Every rank passes its own problem (empty when it has none), a description of its call and `size`, the
+// bytes it gives to what the op gathers next (0 when it gathers nothing). One allgather of three words per
+// rank (a fingerprint of the call, 0 for a problem; the size of its text; `size`): every op opens with it,
+// so ranks that call different ops meet in the same collective. When no rank has a problem and every
+// fingerprint is the same it returns every rank's `size`, so that the op's allgatherv needs no exchange of
+// sizes of its own. Otherwise every rank throws the same redist::error (agreed_message) after one allgatherv
+// of the ranks' texts.
 template <class Comm>
-void agree(const Comm& comm, const char* who, const std::string& problem, const call_description& call = {}) {
-  // 0 stands for "has a problem", so a problem anywhere makes the minimum 0.
-  const std::uint64_t mine = problem.empty() ? (fingerprint().add(call.text()).value() | 1u) : 0;
-  const auto [lo, hi] = comm.allreduce_min_max(mine);
-  if (lo == hi && lo != 0) return;
+std::vector<std::uint64_t> agree(const Comm& comm, const char* who, const std::string& problem,
+                                 const call_description& call = {}, std::uint64_t size = 0) {
+  const std::uint64_t key = problem.empty() ? (fingerprint().add(call.text()).value() | 1u) : 0;
+  const std::uint64_t mine[3] = {key, call.text().size() + problem.size() + 2, size};
+  const auto n = static_cast<std::size_t>(comm.size());
+  std::vector<std::uint64_t> all(3 * n);
+  comm.allgather(std::as_bytes(std::span(mine)), std::as_writable_bytes(std::span(all)));
+  std::vector<std::uint64_t> sizes(n);
+  bool same = all[0] != 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    same = same && all[3 * r] == all[0];
+    sizes[r] = all[3 * r + 2];
+  }
+  if (same) return sizes;
+  for (std::size_t r = 0; r < n; ++r) sizes[r] = all[3 * r + 1];  // now the texts'
   const std::string text = str(problem.empty() ? '0' : '1', call.text(), '\n', problem);
-  std::vector<std::size_t> counts;
-  const std::vector<std::byte> all =
-      comm.allgatherv(std::as_bytes(std::span(text.data(), text.size())), &counts);
+  const std::vector<std::byte> texts = comm.allgatherv(std::as_bytes(std::span(text.data(), text.size())),
+                                                       std::span<const std::uint64_t>(sizes));
   std::vector<std::string> problems, calls;
   std::size_t at = 0;
-  for (const std::size_t n : counts) {
-    const std::string_view t(reinterpret_cast<const char*>(all.data() + at), n);
-    at += n;
+  for (const std::uint64_t count : sizes) {
+    const std::string_view t(reinterpret_cast<const char*>(texts.data() + at), count);
+    at += count;
     const std::size_t newline = t.find('\n');
     calls.emplace_back(t.substr(1, newline - 1));
     problems.emplace_back(t[0] == '1' ? t.substr(newline + 1) : std::string_view());

@@ -52,16 +52,16 @@ void wait_all(Requests& requests) {
 }
 
 // A communicator, as the library uses one: ranks 0..size()-1; byte-based collectives that every rank calls
-// (broadcast, gatherv, scatterv, alltoall(v), allgatherv, one allreduce of a min and a max); send and recv
-// and their nonblocking forms, ibroadcast among them, all returning the one request type, whose wait()
-// completes them; the grouped point-to-point primitive (start_group()); and cached sub-communicators of a
-// rank set (group(), nullptr on non-members). Sizes are std::size_t and may exceed INT_MAX. A backend may
-// offer more (the MPI and self communicators have barrier, allreduce_max and ialltoallv for tests and
-// benchmarks); the library calls nothing else.
+// (broadcast, gatherv, scatterv, alltoall(v), allgather of equal blocks, allgatherv with every rank's size
+// known or not); send and recv and their nonblocking forms, ibroadcast among them, all returning the one
+// request type, whose wait() completes them; the grouped point-to-point primitive (start_group()); and
+// cached sub-communicators of a rank set (group(), nullptr on non-members). Sizes are std::size_t and may
+// exceed INT_MAX. A backend may offer more (the MPI and self communicators have barrier, allreduces and
+// ialltoallv for tests and benchmarks); the library calls nothing else.
 template <class C>
 concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<const std::byte> cbuf,
                                 std::span<const std::size_t> sizes, std::span<const int> ranks,
-                                std::uint64_t value) {
+                                std::span<const std::uint64_t> words) {
   typename C::request;
   { c.rank() } -> std::same_as<int>;
   { c.size() } -> std::same_as<int>;
@@ -71,8 +71,9 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.scatterv(cbuf, sizes, sizes, buf, 0);
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
   c.alltoall(cbuf, buf, std::size_t{1});
+  c.allgather(cbuf, buf);
   { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
-  { c.allreduce_min_max(value) } -> std::same_as<std::pair<std::uint64_t, std::uint64_t>>;
+  { c.allgatherv(cbuf, words) } -> std::same_as<std::vector<std::byte>>;
   c.send(cbuf, 0, 0);
   c.recv(buf, 0, 0);
   { c.isend(cbuf, 0, 0) } -> std::same_as<typename C::request>;

@@ -1,9 +1,10 @@
-// The one-call form of redistribute(): the agreement on the call, every rank's request allgathered (its
-// call's description, its batch's metadata, the ids it wants), the same plan made on every rank, the result
-// allocated or reused, then executed.
+// The one-call form of redistribute(): the agreement on the call, which gathers the requests' sizes, every
+// rank's request allgathered (its call's description, its batch's metadata, the ids it wants), the same plan
+// made on every rank, the result allocated or reused, then executed.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -72,22 +73,21 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
       .add("ranks_per_node", opts.ranks_per_node)
       .add("keys", keys_text + ']');
 
-  // The agreement every op opens with, on the call and this rank's batch, comes before the allgather: a rank
-  // that calls another op meets it in the same allreduce and every rank throws, instead of each waiting in a
-  // different collective. The allgather then carries every rank's request (its call too, which the plan
-  // cache's key needs).
+  // The agreement every op opens with, on the call and this rank's batch, also gathers the size of every
+  // rank's request: a rank that calls another op meets it in the same allgather and every rank throws,
+  // instead of each waiting in a different collective. One allgatherv then carries every rank's request
+  // (its call too, which the plan cache's key needs).
   std::vector<std::byte> meta;
   const std::string problem = problem_of([&] {
     local.validate();
     meta = encode_metadata(local);
   });
-  agree(comm, who, problem, call);
   const auto blob = encode_request(call.text(), {}, meta, wanted);
-  std::vector<std::size_t> counts;
-  const auto all = comm.allgatherv(blob, &counts);
+  const std::vector<std::uint64_t> sizes = agree(comm, who, problem, call, blob.size());
+  const auto all = comm.allgatherv(blob, std::span<const std::uint64_t>(sizes));
   std::vector<request> requests;
-  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r)
-    requests.push_back(decode_request(std::span(all).subspan(at, counts[r]), r));
+  for (std::size_t r = 0, at = 0; r < sizes.size(); at += sizes[r], ++r)
+    requests.push_back(decode_request(std::span(all).subspan(at, sizes[r]), r));
 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
   // every rank, and so is the plan. Requests that are the last call's take its plan from the cache.

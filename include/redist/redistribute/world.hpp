@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
@@ -25,8 +26,9 @@ struct world_metadata {
   storage_tracker tracker;                           // for plan_all_to_all and the other planners
 };
 
-// Collective: one allreduce (a rank whose batch is invalid makes every rank throw the same redist::error,
-// naming it) and one allgather of every rank's metadata in its compact encoding. Every rank then decodes the
+// Collective: the agreement's allgather (a rank whose batch is invalid makes every rank throw the same
+// redist::error, naming it), which gathers the sizes too, and one allgatherv of every rank's metadata in its
+// compact encoding. Every rank then decodes the
 // same bytes, so a conflict between ranks (one key with two dtypes, an id held with different seqlens) is the
 // same redist::error everywhere.
 template <communicator Comm, class Tensor>
@@ -37,13 +39,13 @@ world_metadata gather_metadata(const Comm& comm, const sequence_batch<Tensor>& l
     local.validate();
     mine = encode_metadata(local);
   });
-  detail::agree(comm, who, problem, detail::call_description().add("op", who));
-  std::vector<std::size_t> counts;
-  const std::vector<std::byte> all = comm.allgatherv(mine, &counts);
+  const std::vector<std::uint64_t> sizes =
+      detail::agree(comm, who, problem, detail::call_description().add("op", who), mine.size());
+  const std::vector<std::byte> all = comm.allgatherv(mine, std::span<const std::uint64_t>(sizes));
   std::vector<sequence_batch<host_tensor>> batches;
   catalog cat;
-  for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
-    batches.push_back(decode_metadata(std::span(all).subspan(at, counts[r])));
+  for (std::size_t r = 0, at = 0; r < sizes.size(); at += sizes[r], ++r) {
+    batches.push_back(decode_metadata(std::span(all).subspan(at, sizes[r])));
     cat.add(batches.back(), static_cast<int>(r));
   }
   auto tracker = storage_tracker::from_batches(batches);

@@ -61,6 +61,7 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use,
   const auto tensor_bytes = [&](const Tensor& t) {
     return detail::dense_bytes(traits::dtype(t), sp::shape_of(t), who);
   };
+  std::vector<std::byte> my_schema;
   std::string problem = detail::problem_of([&] {
     std::size_t total = 0;
     mine.for_each_tensor([&](const Tensor& t) {
@@ -68,12 +69,12 @@ void rotating_broadcast(const Comm& comm, const nested<Tensor>& mine, Use&& use,
       if (!detail::checked_add(total, tensor_bytes(t), total))
         detail::fail(who, ": the inputs' size overflows");
     });
+    my_schema = encode_schema(mine);
   });
   if (problem.empty()) problem = detail::space_problem(who, comm, space);
-  detail::agree(comm, who, problem, detail::call_description().add("op", who));
-  const std::vector<std::byte> my_schema = encode_schema(mine);
-  std::vector<std::size_t> counts;
-  const std::vector<std::byte> schemas = comm.allgatherv(my_schema, &counts);
+  const std::vector<std::uint64_t> counts =
+      detail::agree(comm, who, problem, detail::call_description().add("op", who), my_schema.size());
+  const std::vector<std::byte> schemas = comm.allgatherv(my_schema, std::span<const std::uint64_t>(counts));
   std::vector<std::size_t> offsets(counts.size() + 1, 0);
   for (std::size_t r = 0; r < counts.size(); ++r) offsets[r + 1] = offsets[r] + counts[r];
 

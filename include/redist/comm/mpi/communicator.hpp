@@ -14,6 +14,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -107,21 +108,11 @@ class mpi_communicator {
   }
 
   // send[send_displs[p], +send_counts[p]) goes to rank p; what rank p sends lands at recv[recv_displs[p],
-  // ...).
+  // ...): ialltoallv's exchange, completed.
   void alltoallv(std::span<const std::byte> send, std::span<const std::size_t> send_counts,
                  std::span<const std::size_t> send_displs, std::span<std::byte> recv,
                  std::span<const std::size_t> recv_counts, std::span<const std::size_t> recv_displs) const {
-    const char* who = "redist::mpi_communicator::alltoallv";
-    detail::check_layout(who, "send", send_counts, send_displs, send.size(), size_);
-    detail::check_layout(who, "recv", recv_counts, recv_displs, recv.size(), size_);
-    std::vector<const_segment> to(send_counts.size());
-    std::vector<segment> from(recv_counts.size());
-    for (std::size_t p = 0; p < to.size(); ++p) {
-      to[p] = {send.data() + send_displs[p], send_counts[p]};
-      from[p] = {recv.data() + recv_displs[p], recv_counts[p]};
-    }
-    exchange([&](int p) { return std::span(&to[index(p)], 1); },
-             [&](int p) { return std::span(&from[index(p)], 1); });
+    ialltoallv(send, send_counts, send_displs, recv, recv_counts, recv_displs).wait();
   }
 
   // ---- nonblocking all-to-alls: started now, completed by the request's wait(). Collective: every rank
@@ -172,44 +163,47 @@ class mpi_communicator {
     detail::mpi_check(MPI_Alltoall(send.data(), 1, type, recv.data(), 1, type, native()), "MPI_Alltoall");
   }
 
+  // Equal blocks: every rank's mine, in rank order, into out (size() blocks of mine.size() bytes). One
+  // MPI_Allgather: the opening of every op (the agreement, detail::agree).
+  void allgather(std::span<const std::byte> mine, std::span<std::byte> out) const {
+    const auto n = static_cast<std::size_t>(size_);
+    if (out.size() != mine.size() * n)
+      detail::fail("redist::mpi_communicator::allgather: ", out.size(), " bytes for ", size_, " blocks of ",
+                   mine.size());
+    if (out.size() > detail::max_count())
+      return gather_into(mine, std::vector<std::uint64_t>(n, mine.size()), out);
+    const int count = static_cast<int>(mine.size());
+    detail::mpi_check(MPI_Allgather(mine.data(), count, MPI_BYTE, out.data(), count, MPI_BYTE, native()),
+                      "MPI_Allgather");
+  }
+
+  // Everyone's bytes, in rank order, where every rank knows every rank's size (sizes[p], the same on every
+  // rank, as the agreement returns them): one MPI_Allgatherv.
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::span<const std::uint64_t> sizes) const {
+    std::vector<std::byte> out(std::accumulate(sizes.begin(), sizes.end(), std::uint64_t{0}));
+    gather_into(mine, sizes, out);
+    return out;
+  }
+
   // Everyone's bytes, in rank order; counts (if given) receives each rank's size. One extra MPI_Allgather of
   // the sizes, since no rank knows the others'.
   std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
                                     std::vector<std::size_t>* counts = nullptr) const {
-    const auto n = static_cast<std::size_t>(size_);
+    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_));
     const std::uint64_t my_size = mine.size();
-    std::vector<std::uint64_t> sizes(n);
-    detail::mpi_check(MPI_Allgather(&my_size, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, native()),
-                      "MPI_Allgather");
-    std::vector<std::size_t> offsets(n + 1, 0);
-    for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + sizes[p];
-    std::vector<std::byte> out(offsets[n]);
-    if (offsets[n] <= detail::max_count()) {  // every count and displacement fits an int
-      std::vector<int> ints(2 * n);
-      for (std::size_t p = 0; p < n; ++p) {
-        ints[p] = static_cast<int>(sizes[p]);
-        ints[n + p] = static_cast<int>(offsets[p]);
-      }
-      detail::mpi_check(MPI_Allgatherv(mine.data(), static_cast<int>(my_size), MPI_BYTE, out.data(),
-                                       ints.data(), ints.data() + n, MPI_BYTE, native()),
-                        "MPI_Allgatherv");
-    } else {
-      const const_segment piece{mine.data(), mine.size()};
-      std::vector<segment> from(n);
-      for (std::size_t p = 0; p < n; ++p) from[p] = {out.data() + offsets[p], sizes[p]};
-      exchange([&](int) { return std::span(&piece, 1); },
-               [&](int p) { return std::span(&from[index(p)], 1); });
-    }
+    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
+    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
     if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
     return out;
   }
 
-  // Agreement: the maximum, minimum or sum of `value` over every rank.
+  // The maximum, minimum or sum of `value` over every rank (for tests and benchmarks).
   std::uint64_t allreduce_max(std::uint64_t value) const { return allreduce(value, MPI_MAX); }
   std::uint64_t allreduce_min(std::uint64_t value) const { return allreduce(value, MPI_MIN); }
   std::uint64_t allreduce_sum(std::uint64_t value) const { return allreduce(value, MPI_SUM); }
-  // The minimum and the maximum in one MPI_Allreduce (the maximum of value and of ~value): what a check that
-  // every rank passed the same fingerprint needs, at the cost of one collective.
+  // The minimum and the maximum in one MPI_Allreduce (the maximum of value and of ~value), for tests: whether
+  // every rank holds the same value.
   std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t value) const {
     std::uint64_t in[2] = {~value, value};
     std::uint64_t out[2] = {0, 0};
@@ -249,6 +243,32 @@ class mpi_communicator {
 
   // A group of point-to-point transfers (see mpi_p2p_group); not collective: only the peers take part.
   [[nodiscard]] mpi_p2p_group start_group() const noexcept { return mpi_p2p_group(native()); }
+  // Adds to g one message to `peer` gathered from `pieces` in order (recv_pieces' counterpart, chunked
+  // alike): each chunk one MPI_Isend, through a hindexed datatype owned by g's request where it spans pieces.
+  void send_pieces(mpi_p2p_group& g, std::span<const const_segment> pieces, int peer) const {
+    if (!g.r_.args_) g.r_.args_ = std::make_unique<detail::mpi_collective_args>();
+    std::size_t total = 0, piece = 0, offset = 0;  // offset: within pieces[piece]
+    for (const const_segment& s : pieces) total += s.bytes;
+    std::vector<const_segment> chunk;
+    detail::for_each_chunk(total, [&](std::size_t, int n) {
+      for (auto left = static_cast<std::size_t>(n); left != 0; offset = 0, ++piece) {
+        const std::size_t take = std::min(left, pieces[piece].bytes - offset);
+        chunk.push_back({pieces[piece].data + offset, take});
+        left -= take;
+        if ((offset += take) != pieces[piece].bytes) break;  // the next chunk goes on in this piece
+      }
+      int count = 0, at = 0;
+      MPI_Datatype type = MPI_BYTE;
+      const auto* low = static_cast<const std::byte*>(detail::describe_side(
+          1, [&](int) { return std::span<const const_segment>(chunk); }, &count, &at, &type,
+          g.r_.args_->owned));
+      chunk.clear();
+      if (low == nullptr) return;
+      g.r_.add("MPI_Isend", mpi_request::not_a_recv, [&](MPI_Request* h) {
+        return MPI_Isend(low + at, count, type, peer, mpi_p2p_group::tag, g.comm_, h);
+      });
+    });
+  }
 
   // Collective: every rank starts it in the same order relative to the other collectives.
   [[nodiscard]] mpi_request ibroadcast(std::span<std::byte> buf, int root) const {
@@ -296,6 +316,30 @@ class mpi_communicator {
   }
 
   static std::size_t index(int p) noexcept { return static_cast<std::size_t>(p); }
+
+  // allgatherv's transfer into out (the sizes' sum): one MPI_Allgatherv where every count and displacement
+  // fits an int, else the exchange of one piece to every rank.
+  void gather_into(std::span<const std::byte> mine, std::span<const std::uint64_t> sizes,
+                   std::span<std::byte> out) const {
+    const std::size_t n = sizes.size();
+    std::vector<std::size_t> offsets(n + 1, 0);
+    for (std::size_t p = 0; p < n; ++p) offsets[p + 1] = offsets[p] + sizes[p];
+    if (offsets[n] <= detail::max_count()) {
+      std::vector<int> ints(2 * n);
+      for (std::size_t p = 0; p < n; ++p) {
+        ints[p] = static_cast<int>(sizes[p]);
+        ints[n + p] = static_cast<int>(offsets[p]);
+      }
+      detail::mpi_check(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, out.data(),
+                                       ints.data(), ints.data() + n, MPI_BYTE, native()),
+                        "MPI_Allgatherv");
+      return;
+    }
+    const const_segment piece{mine.data(), mine.size()};
+    std::vector<segment> from(n);
+    for (std::size_t p = 0; p < n; ++p) from[p] = {out.data() + offsets[p], sizes[p]};
+    exchange([&](int) { return std::span(&piece, 1); }, [&](int p) { return std::span(&from[index(p)], 1); });
+  }
 
   // gatherv's and scatterv's blocks on root, one per rank, after checking them (nothing elsewhere). Root's
   // own block must be as large as its other buffer, own_bytes.

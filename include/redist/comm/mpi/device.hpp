@@ -47,8 +47,8 @@ namespace redist {
 // Collectives, staged: broadcast in rounds of staging_bytes (one MPI_Ibcast each, the same on every rank
 // whatever its memory); gatherv, scatterv, alltoall(v) as redist::grouped over start_group(), so each
 // transfer is staged on its own within the budget whatever the total (staging whole buffers would need
-// pinned memory of the largest call) and the own block is one cudaMemcpyAsync on the stream; allgatherv and
-// allreduce_min_max on host values, by nonblocking MPI driven with the staged transfers in flight.
+// pinned memory of the largest call) and the own block is one cudaMemcpyAsync on the stream; allgather (and
+// allgatherv's sizes) on host values, by nonblocking MPI driven with the staged transfers in flight.
 class mpi_device_communicator {
  public:
   using request = mpi_device_request;
@@ -157,35 +157,40 @@ class mpi_device_communicator {
     grouped::alltoallv(named{*this, op}, send, counts, displs, recv, counts, displs, copier(op));
   }
 
-  // Everyone's bytes, in rank order, in host memory; counts (if given) receives each rank's size. Staged: an
-  // MPI_Iallgather of the sizes, then one group (mine may be device memory: staged like any send).
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    constexpr const char* op = "redist::mpi_device_communicator::allgatherv";
-    if (direct(op, {mine.data()})) return host_->allgatherv(mine, counts);
-    const auto n = static_cast<std::size_t>(size());
-    const auto me = static_cast<std::size_t>(rank());
-    const std::uint64_t my_size = mine.size();
-    std::vector<std::uint64_t> sizes(n, 0);
+  // Equal blocks of host memory: every rank's mine, in rank order, into out (size() blocks of mine.size()
+  // bytes). One MPI_Iallgather, driven with the staged transfers in flight: the opening of every op.
+  void allgather(std::span<const std::byte> mine, std::span<std::byte> out) const {
+    constexpr const char* op = "redist::mpi_device_communicator::allgather";
+    if (direct(op, {mine.data(), out.data()})) return host_->allgather(mine, out);
+    if (out.size() != mine.size() * static_cast<std::size_t>(size()) || mine.size() > detail::max_count() ||
+        detail::any_device({mine.data(), out.data()}))
+      detail::fail(op, ": ", out.size(), " bytes of host memory for ", size(), " blocks of ", mine.size());
+    const int count = static_cast<int>(mine.size());
     nonblocking(op, "MPI_Iallgather", [&](MPI_Request* r) {
-      return MPI_Iallgather(&my_size, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, native(), r);
+      return MPI_Iallgather(mine.data(), count, MPI_BYTE, out.data(), count, MPI_BYTE, native(), r);
     });
-    auto out = grouped::allgather_blocks(start_group_for(op), mine, sizes, me,
-                                         detail::is_device_memory(mine.data()));
-    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
-    return out;
   }
 
-  // The minimum and the maximum of `value` over every rank, in one allreduce.
-  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t value) const {
-    constexpr const char* op = "redist::mpi_device_communicator::allreduce_min_max";
-    if (direct(op, {})) return host_->allreduce_min_max(value);
-    std::uint64_t in[2] = {~value, value};
-    std::uint64_t out[2] = {0, 0};
-    nonblocking(op, "MPI_Iallreduce", [&](MPI_Request* r) {
-      return MPI_Iallreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, native(), r);
-    });
-    return {~out[0], out[1]};
+  // Everyone's bytes, in rank order, in host memory, where every rank knows every rank's size (sizes[p]):
+  // one group (mine may be device memory: staged like any send).
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::span<const std::uint64_t> sizes) const {
+    constexpr const char* op = "redist::mpi_device_communicator::allgatherv";
+    if (direct(op, {mine.data()})) return host_->allgatherv(mine, sizes);
+    return grouped::allgather_blocks(start_group_for(op), mine, sizes, static_cast<std::size_t>(rank()),
+                                     detail::is_device_memory(mine.data()));
+  }
+
+  // The same where no rank knows the others' sizes (counts, if given, receives them): allgather's
+  // MPI_Iallgather of the sizes first.
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::vector<std::size_t>* counts = nullptr) const {
+    const std::uint64_t my_size = mine.size();
+    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size()), 0);
+    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
+    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
+    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
+    return out;
   }
 
   // ---- point to point: the receiver names the exact size ----

@@ -23,6 +23,7 @@
 #include "redist/comm/nccl/request.hpp"
 #include "redist/comm/nccl/staging.hpp"
 #include "redist/core/error.hpp"
+#include "redist/core/memory_space.hpp"
 #include "redist/detail/checked.hpp"
 
 namespace redist {
@@ -34,7 +35,7 @@ namespace redist {
 // Memory: device (or managed) buffers go to NCCL as they are. A buffer in host memory, pageable or pinned
 // (told apart by cudaPointerGetAttributes), is staged through device scratch the communicator keeps, by way
 // of a pinned mirror: read by the CPU when the operation starts, written when its request completes. That
-// is what lets the library hand its metadata (allgatherv's result, allreduce_min_max's values, headers) to
+// is what lets the library hand its metadata (allgatherv's result, the agreement's allgather, headers) to
 // NCCL; large payloads belong in device memory.
 //
 // Failure: an NCCL error (returned, or reported by ncclCommGetAsyncError) or the deadline aborts the
@@ -181,80 +182,56 @@ class nccl_communicator {
     grouped::ialltoallv(named{*this, op}, send, counts, displs, recv, counts, displs, copier(op)).wait();
   }
 
-  // Everyone's bytes, in rank order; counts (if given) receives each rank's size. Costs an exchange of the
-  // sizes first (one ncclAllGather of 8 bytes on the whole comm, a group on a view), then one group.
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    constexpr const char* op = "redist::nccl_communicator::allgatherv";
+  // Equal blocks of host memory: every rank's mine, in rank order, into out (size() blocks of mine.size()
+  // bytes): the opening of every op. On the whole comm one ncclAllGather, on a view one group.
+  void allgather(std::span<const std::byte> mine, std::span<std::byte> out) const {
+    constexpr const char* op = "redist::nccl_communicator::allgather";
     const auto n = static_cast<std::size_t>(size_);
     const auto me = static_cast<std::size_t>(rank_);
-    const std::uint64_t my_size = mine.size();
-    std::vector<std::uint64_t> sizes(n, 0);
-    const auto my_bytes = std::as_bytes(std::span(&my_size, 1));
+    state_->check_usable(op);
+    if (out.size() != mine.size() * n)
+      detail::fail(op, ": ", out.size(), " bytes for ", size_, " blocks of ", mine.size());
     if (full()) {
       detail::nccl_staging staging;
-      const std::size_t in = staging.read(my_bytes);
-      const std::size_t out = staging.write(std::as_writable_bytes(std::span(sizes)));
+      const std::size_t in = staging.read(mine);
+      const std::size_t to = staging.write(out);
       start_collective(op, staging, "ncclAllGather",
                        [&](const detail::nccl_staging& st, ncclComm_t comm, cudaStream_t s) {
-                         return ncclAllGather(st.read_ptr(in), st.write_ptr(out), sizeof my_size, ncclUint8,
-                                              comm, s);
-                       })
-          .wait();
-    } else {
-      nccl_p2p_group g = start_group_for(op);
-      for (std::size_t p = 0; p < n; ++p) {
-        if (p == me) continue;
-        g.send(my_bytes, static_cast<int>(p));
-        g.recv(std::as_writable_bytes(std::span(&sizes[p], 1)), static_cast<int>(p));
-      }
-      std::move(g).finish().wait();
-      sizes[me] = my_size;
-    }
-    auto out =
-        grouped::allgather_blocks(start_group_for(op), mine, sizes, me, detail::nccl_can_use(mine.data()));
-    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
-    return out;
-  }
-
-  // The minimum and the maximum of `value` over every rank: on the whole comm one ncclAllReduce (ncclMax of
-  // ~value and value, ncclUint64); on a view a gather to its rank 0 and a send back, both point to point.
-  std::pair<std::uint64_t, std::uint64_t> allreduce_min_max(std::uint64_t value) const {
-    constexpr const char* op = "redist::nccl_communicator::allreduce_min_max";
-    std::array<std::uint64_t, 2> in{~value, value}, out{0, 0};
-    if (full()) {
-      detail::nccl_staging staging;
-      const std::size_t i = staging.read(std::as_bytes(std::span(in)));
-      const std::size_t o = staging.write(std::as_writable_bytes(std::span(out)));
-      start_collective(op, staging, "ncclAllReduce",
-                       [&](const detail::nccl_staging& st, ncclComm_t comm, cudaStream_t s) {
-                         return ncclAllReduce(st.read_ptr(i), st.write_ptr(o), 2, ncclUint64, ncclMax, comm,
+                         return ncclAllGather(st.read_ptr(in), st.write_ptr(to), mine.size(), ncclUint8, comm,
                                               s);
                        })
           .wait();
-      return {~out[0], out[1]};
+      return;
     }
-    const auto n = static_cast<std::size_t>(size_);
-    std::vector<std::uint64_t> all(rank_ == 0 ? n : 0);
-    nccl_p2p_group gather = start_group_for(op);
-    if (rank_ != 0) gather.send(std::as_bytes(std::span(&value, 1)), 0);
-    for (std::size_t p = 1; p < all.size(); ++p)
-      gather.recv(std::as_writable_bytes(std::span(&all[p], 1)), static_cast<int>(p));
-    std::move(gather).finish().wait();
-    if (rank_ == 0) {
-      all[0] = value;
-      out = {value, value};
-      for (const std::uint64_t v : all) out = {std::min(out[0], v), std::max(out[1], v)};
+    nccl_p2p_group g = start_group_for(op);
+    for (std::size_t p = 0; p < n; ++p) {
+      if (p == me) continue;
+      g.send(mine, static_cast<int>(p));
+      g.recv(out.subspan(p * mine.size(), mine.size()), static_cast<int>(p));
     }
-    nccl_p2p_group back = start_group_for(op);
-    const auto result = std::as_writable_bytes(std::span(out));
-    if (rank_ == 0) {
-      for (std::size_t p = 1; p < n; ++p) back.send(result, static_cast<int>(p));
-    } else {
-      back.recv(result, 0);
-    }
-    std::move(back).finish().wait();
-    return {out[0], out[1]};
+    std::move(g).finish().wait();
+    host_space::copy(out.data() + me * mine.size(), mine.data(), mine.size());
+  }
+
+  // Everyone's bytes, in rank order, where every rank knows every rank's size (sizes[p]): one group.
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::span<const std::uint64_t> sizes) const {
+    constexpr const char* op = "redist::nccl_communicator::allgatherv";
+    state_->check_usable(op);
+    return grouped::allgather_blocks(start_group_for(op), mine, sizes, static_cast<std::size_t>(rank_),
+                                     detail::nccl_can_use(mine.data()));
+  }
+
+  // The same where no rank knows the others' sizes (counts, if given, receives them): allgather of the sizes
+  // first.
+  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
+                                    std::vector<std::size_t>* counts = nullptr) const {
+    const std::uint64_t my_size = mine.size();
+    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_), 0);
+    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
+    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
+    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
+    return out;
   }
 
   // ---- point to point: the receiver names the exact size; tags are ignored (see the class comment) ----
