@@ -218,7 +218,7 @@ nested<Tensor> dispatch_items(const Comm& comm, std::span<const nested<Tensor>> 
 // structure exactly (kinds, field names and order, nesting), dtypes, shapes and bytes, in tensors allocated
 // on the receiving rank.
 //
-// Cost: one allreduce (every rank agrees on the root and on whether the root's items are sound). Each
+// Cost: one allgather (every rank agrees on the root and on whether the root's items are sound). Each
 // receiver gets one message of 1 KiB holding its schema and the tensors below
 // options.pack_below bytes (a second message when they take more), then one message per larger tensor,
 // sent from the item's memory and received into the result's tensor. The root sends nothing to itself and

@@ -23,7 +23,7 @@ struct redistribute_options {
   // that copies of one payload given by several ranks must carry equal bytes; after the transfer, every
   // payload that arrived is checked against its sender's. A mismatch becomes the same redist::error on every
   // rank, naming the id, the key and the ranks (found after the transfer, it leaves a reused result as it
-  // was, but a store holds what arrived). Costs one allgather and one allreduce more, and a pass over the
+  // was, but a store holds what arrived). Costs two allgathers more, and a pass over the
   // bytes given and received.
   bool checksums = false;
   // One-call form only: how to plan, where ranks sit (rank r on node r / ranks_per_node), and which keys to

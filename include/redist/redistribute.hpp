@@ -26,7 +26,7 @@ namespace redist {
 // Executes `p` (the same plan on every rank of comm) against this rank's store. `cat` describes every (id,
 // key) the plan moves and must be the same on every rank (gather_metadata() makes it, and the tracker the
 // planners take). Received samples are added to the store; nothing
-// else changes. Before any byte moves, every rank checks its share and the ranks agree in one allreduce,
+// else changes. Before any byte moves, every rank checks its share and the ranks agree in one allgather,
 // which also compares a fingerprint of the plan, of what it reads of the catalog (every moved pair's dtype,
 // trailing shape and seqlens), and the staging, its budget and allow_lossy: any rank's problem, or calls
 // that differ, become the same redist::error on every rank, with every store unchanged.
@@ -51,11 +51,11 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
 // order. Per-sample metadata: a name comes along when every rank that holds samples has it, each value from
 // the lowest rank holding the id.
 //
-// Costs, before any sample moves: one allreduce (the agreement every op opens with, on the call's options
-// and every rank's batch being valid, so that a rank calling another op fails alike instead of hanging), one
-// allgather of every rank's request (a description of its call, its batch's metadata in a compact encoding,
-// not the data, and the ids it wants; two MPI calls, sizes then bytes) and one allreduce to agree on the
-// checks of the plan-based form. Options that differ between ranks (pattern, keys and their order, staging,
+// Costs, before any sample moves, three collectives: the allgather every op opens with (the agreement on the
+// call's options and every rank's batch being valid, so that a rank calling another op fails alike instead
+// of hanging; it also gathers the size of every rank's request), one allgatherv of every rank's request (a
+// description of its call, its batch's metadata in a compact encoding, not the data, and the ids it wants)
+// and one allgather to agree on the checks of the plan-based form. Options that differ between ranks (pattern, keys and their order, staging,
 // budget, ranks_per_node, allow_lossy), a rank's invalid batch and a plan that cannot be made (an unknown
 // key, ranks_per_node 0, an id no rank holds) fail the same way on every rank, naming what differs or the
 // rank at fault, before any sample moves.

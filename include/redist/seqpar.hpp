@@ -32,6 +32,7 @@
 #include "redist/detail/text.hpp"
 #include "redist/seqpar/exchange.hpp"
 #include "redist/seqpar/layout.hpp"
+#include "redist/seqpar/prepared.hpp"
 #include "redist/seqpar/rotating_broadcast.hpp"
 #include "redist/staging/exchange.hpp"
 #include "redist/staging/workspace.hpp"
@@ -97,7 +98,8 @@ namespace redist::seqpar {
 // (scatter_dim 0, or every dim before it of extent 1); blocks are received straight into the output when
 // contiguous there (likewise for gather_dim), else unpacked in one pass. The buffer comes from `ws` when
 // given (see workspace), else it is allocated for the call.
-// Collective. Costs one allreduce (agreement on dtype, shape and dims) and one comm.alltoall.
+// Collective. Costs one allgather (agreement on dtype, shape and dims) and one comm.alltoall; with a
+// prepared exchange (seqpar/prepared.hpp), repeated calls skip the agreement.
 // Throws redist::error on every rank when a dim is out of range, x.shape[scatter_dim] is not divisible by the
 // ranks, the ranks' dtypes, shapes or dims differ, or a rank cannot allocate its output or staging.
 template <class Out = void, tensor_like In, communicator Comm, class Space = host_space>
@@ -159,7 +161,7 @@ detail::seqpar::output_t<Out, In> slice_inputs(const Comm& comm, const In& x, in
 
 // Every rank's x concatenated along dim in rank order, cut to its first unpadded_size rows: the inverse of
 // slice_inputs. comm.size() * x.shape[dim] must be unpadded_size rounded up to a multiple of comm.size()
-// (pass comm.size() * x.shape[dim] when nothing is padded). Collective: one allreduce (agreement) and one
+// (pass comm.size() * x.shape[dim] when nothing is padded). Collective: one allgather (agreement) and one
 // exchange, received straight into the output when dim is 0 (or every dim before it has extent 1) and
 // nothing is cut, else through one buffer. Throws redist::error on every rank when dim is out of range,
 // unpadded_size does not fit, or the ranks' dtypes, shapes, dims or unpadded_size differ.

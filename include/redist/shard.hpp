@@ -45,7 +45,7 @@ namespace redist {
 // that is a Tensor. load may return any tensor_like type of Tensor's memory space by value (a
 // host_tensor_view of a memory-mapped file works for host tensors).
 //
-// Communication: one allreduce checks the specs; then per batch one group of point-to-point transfers (and
+// Communication: one allgather checks the specs; then per batch one group of point-to-point transfers (and
 // its wait) moves every owner's packed shards at once, and batch b + 1 is loaded and packed while batch b
 // moves (as far as the transport moves data by itself: Open MPI 4.1 between the processes of one node copies
 // a large message inside MPI calls, so there the batches' copies take turns: at 2 ranks, 1 or 20 batches of a

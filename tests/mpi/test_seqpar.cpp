@@ -270,6 +270,43 @@ TEST_CASE("all_to_all_into: one workspace across exchanges of different sizes an
   v.check();
 }
 
+TEST_CASE(
+    "prepared all_to_all: repeated calls equal all_to_all's, every pair of dims, with and without a "
+    "workspace") {
+  verdict v;
+  on_each_comm([&](const redist::mpi_communicator& comm, const char* label) {
+    const std::int64_t P = comm.size();
+    redist::seqpar::workspace ws;
+    std::uint64_t c = 7000;
+    for (std::size_t s = 0; s < 3; ++s)
+      for (std::size_t g = 0; g < 3; ++g)
+        for (dtype t : {dtype::bf16, dtype::i64}) {
+          shape_t in{2, 3, 2};
+          in[s] = 2 * P;
+          const auto si = static_cast<int>(s), gi = static_cast<int>(g);
+          const host_tensor first = filled(t, in, c, static_cast<std::uint64_t>(comm.rank()));
+          const auto prepared = redist::seqpar::prepare_all_to_all(comm, first, si, gi);
+          std::ostringstream where;
+          where << label << ", " << name(t) << " " << text(in) << ", scatter_dim " << s << ", gather_dim "
+                << g;
+          v.add(where.str(), run_case([&] {
+                  // Three calls, each with other values, alternately through the workspace and without one.
+                  for (int call = 0; call < 3; ++call) {
+                    const host_tensor x = filled(t, in, ++c, static_cast<std::uint64_t>(comm.rank()));
+                    const host_tensor want = expected_all_to_all(t, in, s, g, comm.size(), comm.rank(), c);
+                    host_tensor out(t, shape_t(want.shape().begin(), want.shape().end()));
+                    CHECK(prepared.out_shape().size() == want.shape().size());
+                    redist::seqpar::all_to_all_into(comm, prepared, x, out, call % 2 == 0 ? &ws : nullptr);
+                    if (auto d = difference(out, want); !d.empty())
+                      return "call " + std::to_string(call) + ": " + d;
+                  }
+                  return std::string();
+                }));
+        }
+  });
+  v.check();
+}
+
 TEST_CASE("all_to_all: seeded random shapes, dims and dtypes") {
   REDIST_AGREED_SEED(seed);
   verdict v;
@@ -742,6 +779,46 @@ TEST_CASE("errors: a rank that cannot allocate its output, before any byte moves
       refusing_tensor::refuse = false;
       check_still_works(comm);
     }
+  });
+}
+
+TEST_CASE("errors: a prepared exchange, agreed when prepared and checked on each rank when called") {
+  on_each_comm([&](const redist::mpi_communicator& comm, const char*) {
+    const int P = comm.size();
+    for (int bad : bad_ranks(P)) {
+      // Preparing is agreed: one rank's other shape fails on every rank.
+      const host_tensor odd = filled(dtype::bf16, {2 * P, comm.rank() == bad ? 4 : 3}, 1, 0);
+      check_agreed_error(
+          outcome_of([&] { (void)redist::seqpar::prepare_all_to_all(comm, odd, 0, 1); }), comm,
+          {"redist::seqpar::prepare_all_to_all: the ranks' calls differ",
+           "rank " + std::to_string(bad) + " passes x bf16 [" + std::to_string(2 * P) + ", 4]"});
+      check_still_works(comm);
+    }
+    // Tensors that do not match what was prepared, on every rank: the same error everywhere, nothing moved.
+    const host_tensor x = filled(dtype::bf16, {2 * P, 3}, 1, 0);
+    const auto prepared = redist::seqpar::prepare_all_to_all(comm, x, 0, 1);
+    const host_tensor wide = filled(dtype::bf16, {2 * P, 5}, 1, 0);
+    host_tensor out(dtype::bf16, {2, 3 * P});
+    const host_tensor before = out;
+    check_agreed_error(outcome_of([&] { redist::seqpar::all_to_all_into(comm, prepared, wide, out); }), comm,
+                       {"redist::seqpar::all_to_all_into: x is bf16 [" + std::to_string(2 * P) +
+                        ", 5] where the prepared exchange takes bf16 [" + std::to_string(2 * P) + ", 3]"});
+    host_tensor wrong_out(dtype::f32, {2, 3 * P});
+    check_agreed_error(
+        outcome_of([&] { redist::seqpar::all_to_all_into(comm, prepared, x, wrong_out); }), comm,
+        {"out is f32 [2, " + std::to_string(3 * P) + "] where the prepared exchange takes bf16"});
+    CHECK(difference(out, before).empty());
+    // Prepared on another communicator: each rank finds it alone (no agreement), before any byte moves.
+    if (P > 1) {
+      const redist::mpi_communicator self(MPI_COMM_SELF);
+      const outcome o = outcome_of([&] { redist::seqpar::all_to_all_into(self, prepared, x, out); });
+      INFO(o.message);
+      CHECK(o.redist_error);
+      CHECK(o.message.find("prepared for a communicator of " + std::to_string(P) + " ranks (as rank " +
+                           std::to_string(comm.rank()) + "), called on one of 1 (as rank 0)") !=
+            std::string::npos);
+    }
+    check_still_works(comm);
   });
 }
 

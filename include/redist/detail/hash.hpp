@@ -1,5 +1,5 @@
 // redist::detail::fingerprint: the one 64-bit hash of the library. It serves the agreement checks (every rank
-// hashes what must be the same everywhere, and an allreduce compares the results) and the hash tables that
+// hashes what must be the same everywhere, and an allgather compares the results) and the hash tables that
 // intern id lists, payloads and rank sets. It is FNV-1a's multiply applied to 64-bit words rather than bytes:
 // a value costs one multiply, and a string one multiply per 8 characters. It is the same on every rank of
 // any byte order, for the same values added in the same order.

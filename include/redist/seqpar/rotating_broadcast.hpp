@@ -31,12 +31,12 @@ namespace redist::seqpar {
 // by rank; an empty tree is fine), and use(k, tree) is called for k = 0 .. P - 1 in order with rank k's tree:
 // `mine` itself on rank k, a received copy elsewhere (valid during the call only; copy what must outlive it).
 //
-// Cost: one allreduce (agreement), one allgatherv of the schemas (encode_schema), then per rank with any
-// bytes one comm.ibroadcast of its tensors as one buffer: a single tensor is sent from and received into the
-// tensor itself, several are packed into (and unpacked from) one of two buffers that alternate, one table
-// each. Step k + 1's broadcast is started before use(k) runs, so its transfer overlaps the use of step k's
-// data where the transport moves data by itself (an MPI without a progress thread may move a large message
-// only inside MPI calls, that is at the next step's wait).
+// Cost: one allgather (agreement, with the schemas' sizes), one allgatherv of the schemas (encode_schema),
+// then per rank with any bytes one comm.ibroadcast of its tensors as one buffer: a single tensor is sent from
+// and received into the tensor itself, several are packed into (and unpacked from) one of two buffers that
+// alternate, one table each. Step k + 1's broadcast is started before use(k) runs, so its transfer overlaps
+// the use of step k's data where the transport moves data by itself (an MPI without a progress thread may
+// move a large message only inside MPI calls, that is at the next step's wait).
 //
 // Device tensors: transfers, packing and received trees are ordered on `space`'s stream (the communicator's);
 // use(k) queues its work on `use_space`'s stream, which waits (on the device) for step k's data, while
