@@ -3,14 +3,19 @@
 // place, in staging or both (each rank choosing alone), byte for byte against shards this file cuts element
 // by element from the seed alone; on the world, a communicator numbered backwards, a split subset, a
 // permuted sub-group and self_communicator; each tensor loaded once, on its owner, in spec order, with no
-// other full tensor alive; and every error on every rank, with one bad rank where that means something,
-// followed by a good call on the same communicator.
+// other full tensor alive but those sent from their own memory (one run of the tensor, 64 KiB or more) of
+// the batch loading and the one before, and such tensors held until then; shards sent in place next to
+// packed and empty ones in one batch, in one message per rank (mpi_communicator) and as messages of their
+// own (a communicator without send_pieces, as NCCL's); and every error on every rank, with one bad rank
+// where that means something, a load failing before and on tensors sent in place, followed by a good call
+// on the same communicator.
 #include <doctest/doctest.h>
 #include <mpi.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -31,18 +36,30 @@ using redist::host_tensor;
 using redist::mpi_communicator;
 using redist::shard_spec;
 
-// A full tensor as load returns it, counting how many are alive: shard_scatter must drop each before the
-// next load. Its traits may claim it is not contiguous.
+// A full tensor as load returns it, counting how many are alive, per spec: shard_scatter must drop each
+// before the next load but those it sends from their own memory, until their batch is done. Its traits may
+// claim it is not contiguous.
 struct counted_tensor {
   static inline int alive = 0;
+  static inline std::map<std::size_t, int> live;  // per spec index
   host_tensor t;
+  std::size_t index = 0;
   bool contiguous = true;
-  explicit counted_tensor(host_tensor x) : t(std::move(x)) { ++alive; }
-  counted_tensor(counted_tensor&& o) noexcept : t(std::move(o.t)), contiguous(o.contiguous) { ++alive; }
+  counted_tensor(host_tensor x, std::size_t i) : t(std::move(x)), index(i) { born(); }
+  counted_tensor(counted_tensor&& o) noexcept : t(std::move(o.t)), index(o.index), contiguous(o.contiguous) {
+    born();
+  }
   counted_tensor(const counted_tensor&) = delete;
   counted_tensor& operator=(const counted_tensor&) = delete;
   counted_tensor& operator=(counted_tensor&&) = delete;
-  ~counted_tensor() { --alive; }
+  ~counted_tensor() {
+    --alive;
+    if (--live[index] == 0) live.erase(index);
+  }
+  void born() {
+    ++alive;
+    ++live[index];
+  }
 };
 
 }  // namespace
@@ -61,6 +78,8 @@ struct redist::tensor_traits<counted_tensor> {
 namespace {
 
 using redist::test::mix;
+
+bool held_seen = false;  // whether a check_scatter saw a tensor held on this rank
 
 std::uint64_t draw(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
   return mix(mix(seed ^ a) ^ b);
@@ -156,18 +175,49 @@ auto loader(const std::vector<shard_spec>& specs, std::uint64_t seed) {
   return [&specs, seed](std::size_t i) { return full_tensor(seed, i, specs[i]); };
 }
 
-// Per spec, how often this rank's load was called; and whether every call came in spec order with no other
-// full tensor alive.
+// Whether shard_scatter sends tensor s from its owner's memory on `ranks` ranks, so holds it until its
+// batch's transfers are done: with other ranks, a shard that is one run of the full tensor (replicated, or a
+// cut with only extents of 1 before its dim) of 64 KiB or more.
+bool sent_in_place(const shard_spec& s, int ranks) {
+  std::size_t bytes = redist::size_of(s.dtype);
+  for (const std::int64_t e : s.shape) bytes *= static_cast<std::size_t>(e);
+  if (s.shard_dim) {
+    const auto k = static_cast<std::size_t>(*s.shard_dim);
+    if (std::any_of(s.shape.begin(), s.shape.begin() + static_cast<std::ptrdiff_t>(k),
+                    [](std::int64_t e) { return e != 1; }))
+      return false;
+    bytes /= static_cast<std::size_t>(ranks);
+  }
+  return ranks > 1 && bytes >= std::size_t{64} << 10;
+}
+
+// Per spec, how often this rank's load was called; whether every call came in spec order with no other full
+// tensor alive but those sent in place of this batch and the one before; and whether one was held.
 struct load_log {
   std::vector<int> calls;
+  std::vector<std::size_t> batch;  // per spec
+  std::vector<char> in_place;      // per spec: sent_in_place
   bool in_order = true;
+  bool held = false;
   std::size_t last = 0;
   bool any = false;
+
+  load_log(const std::vector<shard_spec>& specs, int ranks, std::size_t budget)
+      : calls(specs.size(), 0), batch(specs.size()), in_place(specs.size()) {
+    const redist::shard_plan plan = redist::plan_shards(specs, ranks, {.max_batch_bytes = budget});
+    for (std::size_t b = 0; b < plan.batches(); ++b) {
+      for (std::size_t i = plan.batch_starts[b]; i < plan.batch_starts[b + 1]; ++i) batch[i] = b;
+    }
+    for (std::size_t i = 0; i < specs.size(); ++i) in_place[i] = sent_in_place(specs[i], ranks) ? 1 : 0;
+  }
 
   void record(std::size_t i) {
     ++calls.at(i);
     if (any && i <= last) in_order = false;
-    if (counted_tensor::alive != 0) in_order = false;
+    for (const auto& [j, count] : counted_tensor::live) {
+      held = true;
+      if (in_place.at(j) == 0 || batch.at(j) + 1 < batch.at(i)) in_order = false;
+    }
     last = i;
     any = true;
   }
@@ -187,24 +237,25 @@ bool loaded_once(const mpi_communicator& c, const std::vector<shard_spec>& specs
 
 // One call with counted_tensor loads (copied into the results) and one with host_tensor loads (replicated
 // ones moved in), both checked byte for byte; every rank agrees on the verdict.
-void check_scatter(const mpi_communicator& c, const std::vector<shard_spec>& specs, std::uint64_t seed,
+template <class Comm>
+void check_scatter(const Comm& c, const std::vector<shard_spec>& specs, std::uint64_t seed,
                    std::size_t budget) {
   INFO("communicator of size " << c.size() << ", rank " << c.rank() << ", " << specs.size()
                                << " specs, budget " << budget);
   const redist::shard_options options{.max_batch_bytes = budget};
-  load_log log;
-  log.calls.assign(specs.size(), 0);
+  load_log log(specs, c.size(), budget);
   const auto counted = redist::shard_scatter(
       c, specs,
       [&](std::size_t i) {
         log.record(i);
-        return counted_tensor(full_tensor(seed, i, specs[i]));
+        return counted_tensor(full_tensor(seed, i, specs[i]), i);
       },
       options);
   std::string problem = check_results(counted, specs, seed, c.rank(), c.size());
   CHECK_MESSAGE(problem.empty(), problem);
   CHECK(counted_tensor::alive == 0);
   CHECK(loaded_once(c, specs, log));
+  held_seen = held_seen || log.held;
 
   // The caller's workspace, exactly as large as needed and full of garbage.
   std::vector<std::byte> workspace(redist::shard_workspace_bytes(specs, c.rank(), c.size(), options),
@@ -220,7 +271,39 @@ void check_scatter(const mpi_communicator& c, const std::vector<shard_spec>& spe
   CHECK_MESSAGE(problem.empty(), problem);
 }
 
-void check_budgets(const mpi_communicator& c, std::uint64_t seed) {
+// Shards sent from their owner's tensor (cut along dim 0, cut after extents of 1, replicated; 64 KiB and
+// more) next to packed ones (strided, small) and empty ones, in the same batches: rank 0 owns three sent in
+// place, one strided and an empty one in a row, the last rank two; the others planned.
+std::vector<shard_spec> in_place_specs(int ranks) {
+  const std::int64_t n = ranks;
+  const std::optional<int> planned, replicated;
+  return {
+      {"embed", dtype::bf16, {64 * n, 600}, 0, 0},
+      {"proj", dtype::f32, {8, 2200 * n}, 1, 0},
+      {"table", dtype::i64, {9000}, replicated, 0},
+      {"empty", dtype::f32, {0, 3 * n}, 1, 0},
+      {"w2", dtype::f64, {9000 * n, 1}, 0, 0},
+      {"scale", dtype::f16, {4 * n}, 0, planned},
+      {"head", dtype::u8, {1, 1, 70000 * n}, 2, ranks - 1},
+      {"mask", dtype::boolean, {3, 2 * n}, 1, planned},
+      {"pos", dtype::bf16, {40000}, replicated, ranks - 1},
+      {"none", dtype::bf16, {0}, 0, planned},
+      {"ffn", dtype::bf16, {300 * n, 128}, 0, planned},
+  };
+}
+
+// A communicator without mpi_communicator::send_pieces, as NCCL's: each shard sent in place goes as a
+// message of its own, and its receiver frames its pieces alike. shard_scatter makes no sub-group.
+struct ungathered : mpi_communicator {
+  using mpi_communicator::mpi_communicator;
+  void send_pieces() const = delete;  // hides mpi_communicator's
+  const ungathered* group(std::span<const int>) const { throw redist::error("ungathered: no groups"); }
+};
+static_assert(redist::communicator<ungathered> && !redist::detail::gathers_sends<ungathered>);
+static_assert(redist::detail::gathers_sends<mpi_communicator>);
+
+template <class Comm>
+void check_budgets_on(const Comm& c, std::uint64_t seed) {
   const std::vector<shard_spec> specs = random_specs(seed, c.size(), 40);
   const std::size_t small = 256;  // many batches, and 'big' over it
   CHECK(redist::plan_shards(specs, c.size(), {.max_batch_bytes = small}).batches() >=
@@ -229,6 +312,7 @@ void check_budgets(const mpi_communicator& c, std::uint64_t seed) {
     check_scatter(c, specs, seed, budget);
   }
 }
+void check_budgets(const mpi_communicator& c, std::uint64_t seed) { check_budgets_on(c, seed); }
 
 std::vector<shard_spec> good_specs(int ranks) {
   return {{"a", dtype::f32, {2, 3 * static_cast<std::int64_t>(ranks)}, 1, std::nullopt},
@@ -438,7 +522,7 @@ TEST_CASE("shard_scatter errors: the same redist::error on every rank, then the 
   check_error(
       c, specs,
       [&](std::size_t i) {
-        counted_tensor t(full_tensor(1, i, specs[i]));
+        counted_tensor t(full_tensor(1, i, specs[i]), i);
         t.contiguous = i != 2;
         return t;
       },
@@ -456,5 +540,71 @@ TEST_CASE("shard_scatter errors: the same redist::error on every rank, then the 
         return full_tensor(1, i, specs[i]);
       },
       "redist::shard_scatter: load(0) for tensor 'a' threw: bad 0 (on rank 0)");
+  CHECK(counted_tensor::alive == 0);
+}
+
+TEST_CASE("shard_scatter sends shards that are one run of the tensor from it, packed ones beside them") {
+  REDIST_AGREED_SEED(seed);
+  const mpi_communicator world(MPI_COMM_WORLD);
+  const auto reversed = redist::test::reversed_world();
+  const mpi_communicator back(reversed.get());
+  const ungathered apart(reversed.get());
+  const auto odd = redist::test::odd_ranks();
+  const std::vector<shard_spec> specs = in_place_specs(world.size());
+  CHECK(redist::plan_shards(specs, world.size(), {.max_batch_bytes = 0}).batches() ==
+        (world.size() > 1 ? specs.size() : 1));  // alone, nothing moves
+  // Rank 0 owns 'embed', 'table' and 'w2', sent in place (with other ranks): one of them is still held when
+  // it loads the next tensor, in one batch or one tensor per batch.
+  auto check = [&](const auto& c, std::uint64_t s, std::size_t budget) {
+    held_seen = false;
+    check_scatter(c, in_place_specs(c.size()), s, budget);
+    CHECK(redist::test::all_ranks(c.size() == 1 || c.rank() != 0 || held_seen, c.native()));
+  };
+  for (const std::size_t budget :
+       {redist::shard_options{}.max_batch_bytes, std::size_t{100} << 10, std::size_t{0}}) {
+    check(world, seed, budget);
+    check(back, seed ^ 1, budget);
+    check(apart, seed ^ 2, budget);  // each shard sent in place a message of its own
+    if (odd.is_member()) check(mpi_communicator(odd.get()), seed ^ 3, budget);
+  }
+  // The random specs, through messages of their own too.
+  check_budgets_on(apart, seed ^ 4);
+}
+
+TEST_CASE("shard_scatter errors with tensors sent in place: a load failing on one or before it") {
+  const mpi_communicator c(MPI_COMM_WORLD);
+  const int n = c.size();
+  const std::vector<shard_spec> specs = in_place_specs(n);
+  const std::string on_last = " (on rank " + std::to_string(n - 1) + ")";
+  for (const std::size_t budget : {redist::shard_options{}.max_batch_bytes, std::size_t{0}}) {
+    // 'table' (2), rank 0's, is moved in from a host_tensor: its sends read a result allocated after the
+    // failure.
+    check_error(
+        c, specs,
+        [&](std::size_t i) -> host_tensor {
+          if (i == 2) throw redist::error("bad sector");
+          return full_tensor(1, i, specs[i]);
+        },
+        "redist::shard_scatter: load(2) for tensor 'table' threw: bad sector (on rank 0)", budget);
+    // 'embed' (0) fails: rank 0's later tensors sent in place ('table', 'w2') are filler too.
+    check_error(
+        c, specs,
+        [&](std::size_t i) {
+          if (i == 0) throw redist::error("bad sector");
+          return counted_tensor(full_tensor(1, i, specs[i]), i);
+        },
+        "redist::shard_scatter: load(0) for tensor 'embed' threw: bad sector (on rank 0)", budget);
+    // 'head' (6), the last rank's, comes back another shape.
+    check_error(
+        c, specs,
+        [&](std::size_t i) {
+          shard_spec s = specs[i];
+          if (i == 6) s.shape = {1, 70000 * static_cast<std::int64_t>(n)};
+          return full_tensor(1, i, s);
+        },
+        "redist::shard_scatter: load(6) returned a u8 tensor of shape [1, " + std::to_string(70000 * n) +
+            "] for tensor 'head', expected u8 [1, 1, " + std::to_string(70000 * n) + "]" + on_last,
+        budget);
+  }
   CHECK(counted_tensor::alive == 0);
 }

@@ -71,11 +71,27 @@ std::string check_loaded(const Loaded& t, const shard_spec& s, std::size_t index
 }
 
 // The smallest piece of a batch that a rank receives straight into its result (each source's message spread
-// over its pieces by the transport); smaller ones land in staging and are copied out after the wait. In place
-// saves a copy, but Open MPI 4.1 moves a derived datatype through its copy-in/copy-out pipeline, not the
-// single copy of a contiguous message, so small pieces are cheaper staged. bench_shard at 2 ranks, 316 MB
-// model: 28-34 ms with large shards in place, 40-43 ms with every piece staged.
+// over its pieces by the transport), or that its owner sends straight from its tensor; smaller ones travel in
+// staging, packed and unpacked. In place saves a copy, but Open MPI 4.1 moves a derived datatype through its
+// copy-in/copy-out pipeline, not the single copy of a contiguous message, so small pieces are cheaper staged.
+// bench_shard at 2 ranks, 316 MB model: 28-34 ms with large shards received in place, 40-43 ms with every
+// piece staged.
 inline constexpr std::size_t shard_direct_min = std::size_t{64} << 10;
+
+// Per spec, whether its owner sends it from the full tensor itself rather than packed into staging: with
+// other ranks, a shard that is one run of the tensor (a replicated tensor, or a cut with nothing but extents
+// of 1 before its dim: dim 0) of shard_direct_min bytes or more. Its receivers take it in place too.
+inline std::vector<std::uint8_t> shards_in_place(std::span<const shard_spec> specs,
+                                                 std::span<const shard_sizes> sizes, std::size_t n) {
+  std::vector<std::uint8_t> in_place(specs.size(), 0);
+  for (std::size_t i = 0; n > 1 && i < specs.size(); ++i) {
+    const auto& shape = specs[i].shape;
+    const auto dim = static_cast<std::ptrdiff_t>(specs[i].shard_dim.value_or(0));
+    const bool run = std::all_of(shape.begin(), shape.begin() + dim, [](std::int64_t e) { return e == 1; });
+    in_place[i] = run && sizes[i].per_rank >= shard_direct_min ? 1 : 0;
+  }
+  return in_place;
+}
 
 // A piece of what a rank receives from one owner in a batch: a tensor's shard (or copy), or the flag.
 struct shard_piece {
@@ -84,26 +100,29 @@ struct shard_piece {
   std::size_t spec = 0;
   std::size_t bytes = 0;
   std::size_t staged = direct;  // else its offset in the batch's receive staging
+  bool in_place = false;        // sent from the owner's tensor (shards_in_place), so received in place
 };
 
-// Within a batch, the block from an owner to another rank holds the owner's tensors of the batch in spec
-// order (each a shard or the whole), so an owner sends every other rank as many bytes and every rank knows
-// what arrives from whom. The last batch adds a success flag after each block; a rank receives them into
-// its staging in a row (source order, itself left out), after the staged pieces, so that one read takes
-// them all (one wait for the stream on a device).
+// Within a batch, what an owner sends another rank is its tensors of the batch in spec order (each a shard or
+// the whole): those sent in place from the tensors, the others packed in a row into its staging block for
+// that rank, so an owner sends every other rank as many bytes and every rank knows what arrives from whom.
+// The last batch adds a success flag after each block; a rank receives them into its staging in a row
+// (source order, itself left out), after the staged pieces, so that one read takes them all (one wait for
+// the stream on a device).
 struct shard_layout {
-  std::vector<std::size_t> send_counts, send_displs;
-  std::size_t block = 0;       // bytes of tensors in each block this rank sends
-  std::size_t send_bytes = 0;  // this rank's send staging
-  std::size_t staged = 0;      // this rank's receive staging: its pieces under shard_direct_min, the flags
-  std::size_t flags = 0;       // where the flags are in it (the last batch)
+  std::vector<std::size_t> send_counts, send_displs;  // the staging blocks
+  std::size_t block = 0;                              // bytes of packed tensors in each block this rank sends
+  std::size_t send_bytes = 0;                         // this rank's send staging
+  std::size_t staged = 0;  // this rank's receive staging: its pieces under shard_direct_min, the flags
+  std::size_t flags = 0;   // where the flags are in it (the last batch)
   std::vector<std::vector<shard_piece>> from;  // per source rank, what arrives, in order
   bool moves = false;  // whether the batch is exchanged: some bytes cross ranks, or it is the last
 };
 
 // Batch b's layout on rank `mine` of n.
-inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, std::size_t b,
-                    std::size_t mine, std::size_t n, shard_layout& l) {
+inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes,
+                    std::span<const std::uint8_t> in_place, std::size_t b, std::size_t mine, std::size_t n,
+                    shard_layout& l) {
   const bool last = b + 1 == plan.batches();
   l.block = l.staged = 0;
   l.moves = last && n > 1;
@@ -113,9 +132,9 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
     const auto o = static_cast<std::size_t>(plan.owners[i]);
     l.moves = l.moves || sizes[i].sent != 0;
     if (o == mine) {
-      l.block += sizes[i].per_rank;
+      l.block += in_place[i] != 0 ? 0 : sizes[i].per_rank;
     } else if (sizes[i].per_rank != 0) {
-      l.from[o].push_back({i, sizes[i].per_rank});
+      l.from[o].push_back({i, sizes[i].per_rank, shard_piece::direct, in_place[i] != 0});
     }
   }
   for (auto& pieces : l.from) {
@@ -139,15 +158,16 @@ inline void lay_out(const shard_plan& plan, std::span<const shard_sizes> sizes, 
   }
 }
 
-// Staging bytes on rank `mine`: send for even and odd batches, then receive (the pieces under
-// shard_direct_min) for even and odd batches; the
-// largest batch of each parity, as two are in flight at once.
+// Staging bytes on rank `mine`: send (the packed pieces) for even and odd batches, then receive (the pieces
+// under shard_direct_min) for even and odd batches; the largest batch of each parity, as two are in flight
+// at once.
 inline std::array<std::size_t, 4> staging_bytes(const shard_plan& plan, std::span<const shard_sizes> sizes,
-                                                std::size_t mine, std::size_t n) {
+                                                std::span<const std::uint8_t> in_place, std::size_t mine,
+                                                std::size_t n) {
   std::array<std::size_t, 4> need{};
   shard_layout l;
   for (std::size_t b = 0; b < plan.batches(); ++b) {
-    lay_out(plan, sizes, b, mine, n, l);
+    lay_out(plan, sizes, in_place, b, mine, n, l);
     need[b % 2] = std::max(need[b % 2], l.send_bytes);
     need[2 + b % 2] = std::max(need[2 + b % 2], l.staged);
   }
@@ -166,8 +186,9 @@ inline std::size_t shard_workspace_bytes(std::span<const shard_spec> specs, int 
     detail::fail("redist::shard_workspace_bytes: rank ", rank, " is out of range for a communicator of size ",
                  ranks);
   }
-  const auto need =
-      detail::staging_bytes(plan, sizes, static_cast<std::size_t>(rank), static_cast<std::size_t>(ranks));
+  const auto n = static_cast<std::size_t>(ranks);
+  const auto need = detail::staging_bytes(plan, sizes, detail::shards_in_place(specs, sizes, n),
+                                          static_cast<std::size_t>(rank), n);
   return need[0] + need[1] + need[2] + need[3];
 }
 
