@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_counts.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/dispatch.hpp"
 
@@ -276,7 +277,9 @@ int main(int argc, char** argv) {
           "rank, MPI_Scatter of sizes, MPI_Scatterv of schemas, pack, MPI_Scatterv of data, "
           "decode_schema, unpack\n",
           redist::dispatch_options{}.pack_below);
-      std::printf("# ratio: dispatch-row time / hand-scatterv time (below 1: dispatch is faster)\n#\n");
+      std::printf("# ratio: dispatch-row time / hand-scatterv time (below 1: dispatch is faster)\n");
+      redist::bench::print_counts_legend(me);
+      std::printf("#\n");
       std::printf("# %-8s %9s %10s %-22s %11s %8s %6s\n", "workload", "tensors", "bytes/rank", "method",
                   "time(us)", "ratio", "#wrong");
     }
@@ -322,6 +325,10 @@ int main(int argc, char** argv) {
                       method_names[m], times[m] * 1e6, ratio, w);
         }
       }
+      // Counts per call (bench_counts.hpp), against the bytes of this rank's item.
+      for (std::size_t m = 0; m < method_count; ++m)
+        redist::bench::print_counts(me, workload + " " + method_names[m],
+                                    redist::bench::count_calls(world, timed[m], bytes));
     }
     if (me == 0 && c.check)
       std::printf("# check: %s\n", failed ? "WRONG RESULTS" : "every rank's result verified byte for byte");

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_counts.hpp"
 #include "redist/comm/grouped.hpp"
 #include "redist/comm/mpi.hpp"
 
@@ -125,6 +126,7 @@ int main(int argc, char** argv) {
         "# time: median of %d iterations after %d warm-up, each the max over ranks after a barrier; "
         "size: bytes each rank sends (blocks 0.5x-1.5x the mean, an eighth of the pairs empty)\n",
         c.quick ? 3 : c.iters, c.quick ? 1 : c.warmup);
+    redist::bench::print_counts_legend(rank);
     say(rank, "# %12s %-22s %10s %11s %11s %8s %6s\n", "size(B)", "method", "time(us)", "algbw(GB/s)",
         "busbw(GB/s)", "ratio", "#wrong");
     std::size_t largest = static_cast<std::size_t>(c.max_mib * (1 << 20));
@@ -161,6 +163,11 @@ int main(int argc, char** argv) {
             m == 0 ? std::to_string(t[0] / t[1]).substr(0, 5).c_str() : "",
             static_cast<unsigned long long>(bad[m]));
       }
+      // Counts per call (bench_counts.hpp), against the bytes this rank receives.
+      for (std::size_t m = 0; m < 2; ++m)
+        redist::bench::print_counts(
+            rank, std::to_string(sent) + " " + names[m],
+            redist::bench::count_calls(MPI_COMM_WORLD, methods[m], x.recv_mpi.size()));
       total_wrong += bad[0] + bad[1];
       worst = std::max(worst, t[0] / t[1]);
     }

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_counts.hpp"
 #include "bench_workload.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/detail/crc32c.hpp"
@@ -494,6 +495,7 @@ struct row {
   double time = 0;
   long long wrong = -1;  // -1: not checked
   memory_row mem;
+  redist::bench::call_counts counts;
 };
 
 // 0 and 1 are redistribute's; 2 to 5 hand-written, each the baseline of one of them (see the header); 6 the
@@ -562,8 +564,10 @@ int main(int argc, char** argv) {
     say(me,
         "# ratio: on the hand rows the redistribute row it is the baseline of (redistribute_into for "
         "hand-unpacked, else redistribute) / that row; on the gather-scatter-f32 row that row / "
-        "redistribute; on the into+checksums row that row / redistribute_into; staging budget %zu bytes\n#\n",
+        "redistribute; on the into+checksums row that row / redistribute_into; staging budget %zu bytes\n",
         c.budget);
+    redist::bench::print_counts_legend(me);
+    say(me, "#\n");
     say(me, "# %-10s %-8s %-19s %12s %12s %10s %11s %11s %6s %8s\n", "layout", "order", "method", "size(B)",
         "wire(B)", "time(ms)", "algbw(GB/s)", "busbw(GB/s)", "#wrong", "ratio");
 
@@ -665,6 +669,20 @@ int main(int argc, char** argv) {
       const auto times = redist::bench::time_medians<method_count>(c.warmup, c.iters, world, run,
                                                                    redist::bench::method_order::fixed);
 
+      // Counts per call (bench_counts.hpp), each against the bytes of its own result on this rank: every
+      // wanted sample, but the hand-alltoallv rows' receive buffers. gather-scatter-f32 casts in element
+      // loops, which the copy counter does not see.
+      std::size_t wanted_bytes = 0;
+      for (sample_id id : wanted) wanted_bytes += sample_bytes(c, id);
+      std::array<redist::bench::call_counts, method_count> counts;
+      for (std::size_t m = 0; m < method_count; ++m)
+        counts[m] = redist::bench::count_calls(
+            world, run[m],
+            m == 4   ? hand.recv_bytes
+            : m == 5 ? hand_self.recv_bytes
+                     : wanted_bytes,
+            m == 6 ? redist::bench::copy_visibility::element_casts : redist::bench::copy_visibility::seen);
+
       // Peak memory of one run of each method, over the RSS before any data existed. The methods that keep
       // buffers between calls give them up before each run, so that none holds memory while another is
       // measured (and each kept method's run allocates them, as its first call does).
@@ -713,8 +731,10 @@ int main(int argc, char** argv) {
         say(me, "  %-10s %-8s %-19s %12.0f %12s %10.3f %11.3f %11.3f %6s %8s\n", kind.c_str(),
             l.order.c_str(), method_names[m], size, wire, times[m] * 1e3, algbw, algbw * factor, wrong_text,
             ratio);
-        rows.push_back({kind, l.order, method_names[m], times[m], wrong[m], mem[m]});
+        rows.push_back({kind, l.order, method_names[m], times[m], wrong[m], mem[m], counts[m]});
       }
+      for (std::size_t m = 0; m < method_count; ++m)
+        redist::bench::print_counts(me, kind + " " + method_names[m], counts[m]);
 
       if (c.breakdown) {
         // The one-call form, phase by phase, each after a barrier, max over ranks; medians. 0 metadata
@@ -859,6 +879,28 @@ int main(int argc, char** argv) {
           crc <= 1.15 ? "met" : "MISSED");
     }
     say(me, "#   peak memory <= payload + staging budget on every rank: %s\n", memory_ok ? "met" : "MISSED");
+    // The counts' targets: the one-call form's collectives (the hand-written code's two, counts and data,
+    // plus one), one copy at most of each payload byte beyond the transport's (all ranks' copies over all
+    // ranks' results), and nothing allocated by a repeated redistribute_into with a kept result, workspace
+    // and plan cache.
+    auto counts_of = [&](const std::string& layout, const char* method) {
+      for (const auto& r : rows)
+        if (r.layout == layout && r.method == method) return r.counts;
+      return redist::bench::call_counts{};
+    };
+    for (const std::string kind : {"blocks", "skewed", "reordered"}) {
+      const auto one = counts_of(kind, "redistribute"), into = counts_of(kind, "redistribute_into");
+      const double copied = std::max(one.copied_per_payload_byte_all, into.copied_per_payload_byte_all);
+      say(me,
+          "#   %-9s redistribute collectives %s per call, target <= 3: %s; copied %.2f B/B (all ranks), "
+          "target <= 1: %s; redistribute_into allocated %s in %s per call (largest %s), target 0: %s\n",
+          kind.c_str(), redist::bench::count_text(one.collective).c_str(),
+          one.collective <= 3 ? "met" : "MISSED", copied, copied <= 1 ? "met" : "MISSED",
+          redist::bench::bytes_text(into.allocated_bytes).c_str(),
+          redist::bench::count_text(into.allocations).c_str(),
+          redist::bench::bytes_text(into.largest_allocation).c_str(),
+          into.allocations == 0 ? "met" : "MISSED");
+    }
     for (const auto& n : notes) say(me, "# ERROR: %s\n", n.c_str());
     if (c.check) {
       long long total = 0;

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_counts.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/seqpar.hpp"
 
@@ -247,6 +248,7 @@ int main(int argc, char** argv) {
         P, static_cast<long long>(heads), static_cast<long long>(dim), token_bytes, c.warmup, c.iters,
         c.check ? ", every byte checked" : "");
     say(me, "# allocator: %s\n", allocator);
+    redist::bench::print_counts_legend(me);
     say(me, "# %-11s %9s %-13s %10s %8s %14s %6s\n", "direction", "MiB/rank", "method", "ms", "GB/s", "ratio",
         "wrong");
     struct row {
@@ -317,6 +319,10 @@ int main(int argc, char** argv) {
           say(me, "  %-11s %9.3f %-13s %10.3f %8.2f %14s %6s\n", m == 0 ? d.name : "",
               static_cast<double>(bytes) / (1 << 20), method_names[m], t[m] * 1e3, gbs, ratio, wrong_text);
         }
+        // Counts per call (bench_counts.hpp): every method's result is x's size on every rank.
+        for (std::size_t m = 0; m < methods; ++m)
+          redist::bench::print_counts(me, std::string(d.name) + " " + method_names[m],
+                                      redist::bench::count_calls(world, run[m], bytes));
         rows.push_back({d.name, static_cast<double>(bytes) / (1 << 20), t[0] / t[1], t[2] / t[3]});
       }
     }

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "../mpi/nested_text.hpp"
+#include "../probe/mpi_probe.hpp"
 #include "../unit/aligned_new.hpp"
-#include "mpi_probe.hpp"
 #include "redist/comm/mpi.hpp"
 #include "redist/dispatch.hpp"
 #include "redist/redistribute.hpp"

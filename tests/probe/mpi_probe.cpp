@@ -1,5 +1,7 @@
-// The MPI probe's wrappers: every MPI function redist's MPI backend calls, defined here and forwarded to its
-// PMPI_ twin, counting each call while recording and failing the one REDIST_FAULT names.
+// The MPI probe's wrappers: every MPI function redist's MPI backend and the benchmarks' hand-written
+// baselines call, defined here and forwarded to its PMPI_ twin, counting each call while recording and
+// failing the one REDIST_FAULT names. Recording allocates nothing (the tables are reserved when it starts),
+// so that a program counting its own allocations beside it counts none of the probe's.
 #include "mpi_probe.hpp"
 
 #ifndef OMPI_SKIP_MPICXX
@@ -7,11 +9,11 @@
 #endif
 #include <mpi.h>
 
+#include <array>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <optional>
 #include <string_view>
 
@@ -19,6 +21,40 @@ namespace redist::test::mpi_probe {
 namespace {
 
 constexpr std::size_t sequence_limit = 4096;
+constexpr std::size_t function_limit = 128;  // distinct functions recorded without reallocating the table
+constexpr std::size_t request_limit = 4096;  // pending requests whose communicator is remembered
+
+// Which communicator a pending request started while recording belongs to: its completion's failure is raised
+// on that one's handler, as MPI does. A fixed array (no allocation); a request beyond its capacity, or
+// started before recording, is taken as MPI_COMM_WORLD's.
+struct request_table {
+  std::array<MPI_Request, request_limit> request{};
+  std::array<MPI_Comm, request_limit> comm{};
+  std::size_t used = 0;
+
+  void add(MPI_Request r, MPI_Comm c) noexcept {
+    if (used == request_limit) return;
+    request[used] = r;
+    comm[used] = c;
+    ++used;
+  }
+  std::size_t find(MPI_Request r) const noexcept {
+    for (std::size_t i = used; i-- > 0;)
+      if (request[i] == r) return i;
+    return used;
+  }
+  MPI_Comm comm_of(MPI_Request r) const noexcept {
+    const std::size_t i = find(r);
+    return i == used ? MPI_COMM_WORLD : comm[i];
+  }
+  void erase(MPI_Request r) noexcept {
+    const std::size_t i = find(r);
+    if (i == used) return;
+    --used;
+    request[i] = request[used];
+    comm[i] = comm[used];
+  }
+};
 
 struct state {
   bool on = false;
@@ -28,9 +64,7 @@ struct state {
   int world_rank = -1;
   std::vector<call_count> table;
   std::vector<const char*> order;
-  // Which communicator a pending request belongs to: its completion's failure is raised on that one's
-  // handler, as MPI does.
-  std::map<MPI_Request, MPI_Comm> request_comm;
+  request_table requests;
 };
 
 // Never destroyed: MPI calls made while static objects go away still find it.
@@ -109,18 +143,15 @@ int failure(MPI_Comm comm) {
   return MPI_ERR_OTHER;
 }
 
-MPI_Comm comm_of(MPI_Request r) {
-  const auto& m = st().request_comm;
-  const auto it = m.find(r);
-  return it == m.end() ? MPI_COMM_WORLD : it->second;
-}
+MPI_Comm comm_of(MPI_Request r) { return st().requests.comm_of(r); }
 
+// Only while recording: a failure is injected only then, and the benchmarks' timed calls pay nothing.
 int started(int rc, MPI_Request* r, MPI_Comm comm) {
-  if (rc == MPI_SUCCESS && r != nullptr && *r != MPI_REQUEST_NULL) st().request_comm[*r] = comm;
+  if (st().on && rc == MPI_SUCCESS && r != nullptr && *r != MPI_REQUEST_NULL) st().requests.add(*r, comm);
   return rc;
 }
 
-void forget(MPI_Request r) { st().request_comm.erase(r); }
+void forget(MPI_Request r) { st().requests.erase(r); }
 
 }  // namespace
 
@@ -143,6 +174,9 @@ void start() {
   state& s = st();
   s.table.clear();
   s.order.clear();
+  s.table.reserve(function_limit);
+  s.order.reserve(sequence_limit);
+  s.requests.used = 0;
   s.on = true;
 }
 
@@ -178,6 +212,7 @@ bool record(const char* function, call_kind kind, std::uint64_t bytes_out, std::
   for (call_count& e : s.table)
     if (std::strcmp(e.function, function) == 0) c = &e;
   if (c == nullptr) {
+    if (s.table.size() == s.table.capacity()) return false;  // more functions than reserved: not counted
     s.table.push_back({function, kind, 0, 0, 0});
     c = &s.table.back();
   }
@@ -276,6 +311,31 @@ int MPI_Alltoall(const void* send, int scount, MPI_Datatype stype, void* recv, i
   return PMPI_Alltoall(send, scount, stype, recv, rcount, rtype, comm);
 }
 
+int MPI_Alltoallv(const void* send, const int scounts[], const int sdispls[], MPI_Datatype stype, void* recv,
+                  const int rcounts[], const int rdispls[], MPI_Datatype rtype, MPI_Comm comm) {
+  const bool on = probe::recording();
+  const int n = on ? size_of(comm) : 0;
+  // In place, the receive buffer's blocks are what is sent.
+  const std::uint64_t in = sum_bytes(n, rcounts, rtype);
+  if (probe::record("MPI_Alltoallv", call_kind::collective,
+                    send == MPI_IN_PLACE ? in : sum_bytes(n, scounts, stype), in))
+    return failure(comm);
+  return PMPI_Alltoallv(send, scounts, sdispls, stype, recv, rcounts, rdispls, rtype, comm);
+}
+
+int MPI_Ialltoallv(const void* send, const int scounts[], const int sdispls[], MPI_Datatype stype, void* recv,
+                   const int rcounts[], const int rdispls[], MPI_Datatype rtype, MPI_Comm comm,
+                   MPI_Request* r) {
+  const bool on = probe::recording();
+  const int n = on ? size_of(comm) : 0;
+  const std::uint64_t in = sum_bytes(n, rcounts, rtype);
+  if (probe::record("MPI_Ialltoallv", call_kind::collective,
+                    send == MPI_IN_PLACE ? in : sum_bytes(n, scounts, stype), in))
+    return failure(comm);
+  return started(PMPI_Ialltoallv(send, scounts, sdispls, stype, recv, rcounts, rdispls, rtype, comm, r), r,
+                 comm);
+}
+
 int MPI_Alltoallw(const void* send, const int scounts[], const int sdispls[], const MPI_Datatype stypes[],
                   void* recv, const int rcounts[], const int rdispls[], const MPI_Datatype rtypes[],
                   MPI_Comm comm) {
@@ -297,6 +357,52 @@ int MPI_Ialltoallw(const void* send, const int scounts[], const int sdispls[], c
     return failure(comm);
   return started(PMPI_Ialltoallw(send, scounts, sdispls, stypes, recv, rcounts, rdispls, rtypes, comm, r), r,
                  comm);
+}
+
+// Rooted collectives: the root's send arguments (and a gather's receive arguments) count only there, where
+// they are significant (elsewhere they may be null); MPI_IN_PLACE at the root moves nothing of its own.
+int MPI_Scatter(const void* send, int scount, MPI_Datatype stype, void* recv, int rcount, MPI_Datatype rtype,
+                int root, MPI_Comm comm) {
+  const bool on = probe::recording();
+  const bool mine = on && rank_in(comm) == root;
+  if (probe::record("MPI_Scatter", call_kind::collective,
+                    mine ? times(bytes(scount, stype), size_of(comm)) : 0,
+                    on && recv != MPI_IN_PLACE ? bytes(rcount, rtype) : 0))
+    return failure(comm);
+  return PMPI_Scatter(send, scount, stype, recv, rcount, rtype, root, comm);
+}
+
+int MPI_Scatterv(const void* send, const int scounts[], const int sdispls[], MPI_Datatype stype, void* recv,
+                 int rcount, MPI_Datatype rtype, int root, MPI_Comm comm) {
+  const bool on = probe::recording();
+  const bool mine = on && rank_in(comm) == root;
+  if (probe::record("MPI_Scatterv", call_kind::collective,
+                    mine ? sum_bytes(size_of(comm), scounts, stype) : 0,
+                    on && recv != MPI_IN_PLACE ? bytes(rcount, rtype) : 0))
+    return failure(comm);
+  return PMPI_Scatterv(send, scounts, sdispls, stype, recv, rcount, rtype, root, comm);
+}
+
+int MPI_Gather(const void* send, int scount, MPI_Datatype stype, void* recv, int rcount, MPI_Datatype rtype,
+               int root, MPI_Comm comm) {
+  const bool on = probe::recording();
+  const bool mine = on && rank_in(comm) == root;
+  if (probe::record("MPI_Gather", call_kind::collective,
+                    on && send != MPI_IN_PLACE ? bytes(scount, stype) : 0,
+                    mine ? times(bytes(rcount, rtype), size_of(comm)) : 0))
+    return failure(comm);
+  return PMPI_Gather(send, scount, stype, recv, rcount, rtype, root, comm);
+}
+
+int MPI_Gatherv(const void* send, int scount, MPI_Datatype stype, void* recv, const int rcounts[],
+                const int rdispls[], MPI_Datatype rtype, int root, MPI_Comm comm) {
+  const bool on = probe::recording();
+  const bool mine = on && rank_in(comm) == root;
+  if (probe::record("MPI_Gatherv", call_kind::collective,
+                    on && send != MPI_IN_PLACE ? bytes(scount, stype) : 0,
+                    mine ? sum_bytes(size_of(comm), rcounts, rtype) : 0))
+    return failure(comm);
+  return PMPI_Gatherv(send, scount, stype, recv, rcounts, rdispls, rtype, root, comm);
 }
 
 int MPI_Barrier(MPI_Comm comm) {
@@ -369,11 +475,11 @@ int MPI_Wait(MPI_Request* r, MPI_Status* status) {
   return rc;
 }
 
+// Every request is complete on return, so each is forgotten before PMPI_Waitall nulls the handles.
 int MPI_Waitall(int n, MPI_Request rs[], MPI_Status statuses[]) {
-  const std::vector<MPI_Request> handles(rs, rs + (n < 0 ? 0 : n));
-  const MPI_Comm comm = handles.empty() ? MPI_COMM_WORLD : comm_of(handles.front());
+  const MPI_Comm comm = n <= 0 ? MPI_COMM_WORLD : comm_of(rs[0]);
+  for (int i = 0; i < n; ++i) forget(rs[i]);
   const int rc = PMPI_Waitall(n, rs, statuses);
-  for (const MPI_Request h : handles) forget(h);
   if (probe::record("MPI_Waitall", call_kind::completion, 0, 0)) return failure(comm);
   return rc;
 }
@@ -440,6 +546,23 @@ int MPI_Group_free(MPI_Group* group) {
 int MPI_Comm_set_errhandler(MPI_Comm comm, MPI_Errhandler handler) {
   if (probe::record("MPI_Comm_set_errhandler", call_kind::local, 0, 0)) return failure(comm);
   return PMPI_Comm_set_errhandler(comm, handler);
+}
+
+// Queries the library makes on its way (a request list's destructor asks whether MPI is finalized) count as
+// its calls; they never fail here: a program asks them while unwinding.
+int MPI_Finalized(int* flag) {
+  probe::record("MPI_Finalized", call_kind::local, 0, 0);
+  return PMPI_Finalized(flag);
+}
+
+int MPI_Initialized(int* flag) {
+  probe::record("MPI_Initialized", call_kind::local, 0, 0);
+  return PMPI_Initialized(flag);
+}
+
+int MPI_Error_string(int code, char* text, int* length) {
+  probe::record("MPI_Error_string", call_kind::local, 0, 0);
+  return PMPI_Error_string(code, text, length);
 }
 
 int MPI_Comm_rank(MPI_Comm comm, int* rank) {

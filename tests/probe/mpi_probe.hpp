@@ -1,5 +1,6 @@
 // redist's MPI probe, for tests and benchmarks only: counts the MPI calls a rank makes through the profiling
 // interface (per function, collectives apart from point to point, bytes) and makes one chosen call fail.
+// Linked into a program, it wraps every MPI function redist's MPI backend and the benchmarks' baselines call.
 #pragma once
 
 #include <cstdint>
