@@ -413,8 +413,7 @@ struct lowered {
 std::pair<std::vector<std::byte>, std::vector<std::size_t>> gather_requests(
     const redist::mpi_communicator& comm, const batch& local, const std::vector<sample_id>& wanted) {
   local.validate();
-  const auto call = redist::detail::describe_redistribute<redist::byte_staging>({});
-  const auto blob = redist::detail::encode_request(call.text(), {}, redist::encode_metadata(local), wanted);
+  const auto blob = redist::detail::encode_request(redist::encode_metadata(local), wanted);
   std::vector<std::size_t> counts;
   auto all = comm.allgatherv(blob, &counts);
   return {std::move(all), std::move(counts)};
@@ -425,13 +424,18 @@ lowered make_plan(const std::vector<std::byte>& all, const std::vector<std::size
   lowered out;
   auto& metas = out.metas;
   std::vector<redist::id_list> wants;
+  std::vector<redist::detail::request> requests;
   std::size_t at = 0;
   for (std::size_t r = 0; r < counts.size(); at += counts[r], ++r) {
     const auto request = redist::detail::decode_request(std::span(all).subspan(at, counts[r]), r);
     metas.push_back(redist::decode_metadata(request.metadata));
     out.cat.add(metas.back(), static_cast<int>(r));
-    wants.push_back(redist::detail::wanted_ids(request));
+    requests.push_back(request);
   }
+  std::size_t held = 0;
+  for (const auto& m : metas) held += m.size();
+  for (std::size_t r = 0; r < requests.size(); ++r)
+    wants.push_back(redist::detail::wanted_ids(requests[r], r, held));
   for (const auto& k : out.cat.keys()) out.keys.push_back(k.name);
   const auto tracker = redist::storage_tracker::from_batches(metas);
   out.plan = redist::plan_all_to_all(tracker, wants, out.keys);

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "redist/core/error.hpp"
+#include "redist/core/metadata_codec.hpp"
+#include "redist/core/sequence_batch.hpp"
 #include "redist/core/topology.hpp"
 #include "redist/plan/all_to_all.hpp"
 #include "redist/plan/broadcast.hpp"
@@ -40,6 +42,7 @@
 #include "redist/plan/request.hpp"
 #include "redist/plan/steps.hpp"
 #include "redist/plan/storage_tracker.hpp"
+#include "redist/redistribute/request_codec.hpp"
 
 namespace {
 
@@ -183,7 +186,8 @@ struct layout {
   redist::storage_tracker tracker;
   std::vector<redist::id_list> wants;
   std::vector<std::string> keys;
-  std::uint64_t must_move = 0;  // bytes of (consumer rank, wanted id, key) the rank does not hold yet
+  std::uint64_t must_move = 0;        // bytes of (consumer rank, wanted id, key) the rank does not hold yet
+  std::vector<std::uint64_t> tokens;  // per sample
 };
 
 struct layout_spec {
@@ -218,7 +222,7 @@ layout make_layout(const layout_spec& s) {
   const int ranks = s.disjoint ? p_ranks + c_ranks : p_ranks;
   const int offset = s.disjoint ? p_ranks : 0;
 
-  layout out{redist::storage_tracker::builder(1).build(), {}, {}, 0};
+  layout out{redist::storage_tracker::builder(1).build(), {}, {}, 0, {}};
   std::vector<std::uint64_t> row_bytes;
   for (int k = 0; k < s.keys; ++k) {
     out.keys.push_back(k == 0 ? "input_ids" : k == 1 ? "hidden" : "extra_" + std::to_string(k));
@@ -245,6 +249,7 @@ layout make_layout(const layout_spec& s) {
       }
   }
   out.tracker = std::move(b).build();
+  out.tokens = std::move(tokens);
 
   // Every rank of consumer data group d' wants block d' of the consumer's split, in id order.
   const int cd = s.consumer.extent("data");
@@ -424,19 +429,60 @@ struct stopwatch {
   }
 };
 
+// What the one-call form's allgatherv brings every rank for this layout: each rank's request (its batch's
+// metadata, the ids it wants), as one_call encodes it, with the layout's producers holding their samples
+// (keys as make_layout sizes them: i64, bf16 x 16, f32 per token).
+void one_call_metadata(const layout_spec& s, const layout& l) {
+  const int ranks = s.producer.size();
+  std::vector<redist::sequence_batch<redist::host_tensor>> batches(static_cast<std::size_t>(ranks));
+  const int pd = s.producer.extent("data");
+  for (int d = 0; d < pd; ++d) {
+    const auto [first, last] = block(s.samples, pd, d);
+    std::vector<redist::sample_id> ids;
+    std::vector<redist::key_field<redist::host_tensor>> fields;
+    for (std::size_t k = 0; k < l.keys.size(); ++k) {
+      fields.push_back({l.keys[k],
+                        k == 0   ? redist::dtype::i64
+                        : k == 1 ? redist::dtype::bf16
+                                 : redist::dtype::f32,
+                        k == 1 ? std::vector<std::int64_t>{16} : std::vector<std::int64_t>{},
+                        {},
+                        {}});
+    }
+    for (std::size_t i = first; i < last; ++i) {
+      ids.push_back(i);
+      const auto len = static_cast<std::int64_t>(l.tokens[i]);
+      for (auto& f : fields) f.seqlens.push_back(std::span(&len, 1));
+    }
+    batches[static_cast<std::size_t>(dp_head(s.producer, d))] = {std::move(ids), std::move(fields)};
+  }
+  std::uint64_t metadata = 0, total = 0;
+  for (int r = 0; r < ranks; ++r) {
+    const auto meta = redist::encode_metadata(batches[static_cast<std::size_t>(r)]);
+    total += redist::detail::encode_request(meta, l.wants[static_cast<std::size_t>(r)]).size();
+    metadata += meta.size();
+  }
+  std::printf("  %-22s every rank receives %s: metadata %s, wanted ids %s (%.1f B per sample)\n",
+              "one-call metadata:", human(total).c_str(), human(metadata).c_str(),
+              human(total - metadata).c_str(), static_cast<double>(total) / static_cast<double>(s.samples));
+}
+
 double n_log_n(std::size_t n) { return static_cast<double>(n) * std::log2(static_cast<double>(n)); }
 
 int scale(const options& o) {
   const redist::plan_options popts{.ranks_per_node = o.ranks_per_node, .key_groups = {}};
   constexpr std::size_t million = std::size_t{1} << 20;
+  auto spec_of = [&](const scale_case& sc, std::size_t samples) {
+    return layout_spec{parse_topology("--producer", sc.producer),
+                       parse_topology("--consumer", sc.consumer),
+                       samples,
+                       o.keys,
+                       o.seed,
+                       false,
+                       false};
+  };
   auto make = [&](const scale_case& sc, std::size_t samples) {
-    layout_spec spec{parse_topology("--producer", sc.producer),
-                     parse_topology("--consumer", sc.consumer),
-                     samples,
-                     o.keys,
-                     o.seed,
-                     false,
-                     false};
+    const layout_spec spec = spec_of(sc, samples);
     std::printf("%s -> %s, colocated, %d ranks, %zu samples, %d keys, holders head\n", sc.producer,
                 sc.consumer, spec.producer.size(), samples, o.keys);
     const stopwatch w;
@@ -514,6 +560,7 @@ int scale(const options& o) {
     const layout l = make(big, million);
     growth.emplace_back(million, best_of(l, one_hop(l, true)));
     others(l);
+    one_call_metadata(spec_of(big, million), l);
   }
   for (std::size_t n : {million / 2, million / 4}) {
     const layout l = make(big, n);

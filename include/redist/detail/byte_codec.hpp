@@ -91,10 +91,14 @@ class metadata_reader {
     return static_cast<std::size_t>(v);
   }
   std::string string(std::string_view what) {
+    const auto b = bytes(what);
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  // Length-prefixed bytes, viewed where they lie.
+  std::span<const std::byte> bytes(std::string_view what) {
     const std::size_t n = count(what, 1);
-    std::string s(reinterpret_cast<const char*>(bytes_.data() + pos_), n);
     pos_ += n;
-    return s;
+    return bytes_.subspan(pos_ - n, n);
   }
 
  private:

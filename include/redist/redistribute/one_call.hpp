@@ -36,12 +36,14 @@ namespace detail {
 inline plan_cache::derived derive(const std::vector<request>& requests, const redistribute_options& opts) {
   plan_cache::derived d;
   d.keys = opts.keys;
-  std::vector<id_list> wants;
+  std::size_t held = 0;
   for (std::size_t r = 0; r < requests.size(); ++r) {
     d.metas.push_back(decode_metadata(requests[r].metadata));
     d.cat.add(d.metas.back(), static_cast<int>(r));
-    wants.push_back(wanted_ids(requests[r]));
+    held += d.metas.back().size();
   }
+  std::vector<id_list> wants;
+  for (std::size_t r = 0; r < requests.size(); ++r) wants.push_back(wanted_ids(requests[r], r, held));
   if (d.keys.empty())
     for (const auto& k : d.cat.keys()) d.keys.push_back(k.name);
   const auto tracker = storage_tracker::from_batches(d.metas);
@@ -60,29 +62,34 @@ inline plan_cache::derived derive(const std::vector<request>& requests, const re
   return d;
 }
 
+// What every rank's one-call form must have in common: the options of both forms, the pattern, the keys.
+template <class Staging>
+call_description describe_one_call(const redistribute_options& opts) {
+  std::string keys_text = "[";
+  for (const auto& k : opts.keys) keys_text += str(keys_text.size() == 1 ? "" : ", ", k);
+  return describe_redistribute<Staging>(opts)
+      .add("pattern", pattern_name(opts.pattern))
+      .add("ranks_per_node", opts.ranks_per_node)
+      .add("keys", keys_text + ']');
+}
+
 // The one-call form, into a result that takes `reuse`'s tensors when it has the result's layout already.
 template <class Staging, class... Policies, class Comm, class Tensor>
 sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& local,
                                 const std::vector<sample_id>& wanted, const redistribute_options& opts,
                                 sequence_batch<Tensor>* reuse, const space_of<Tensor>& space) {
   constexpr const char* who = "redist::redistribute";
-  auto call = describe_redistribute<Staging>(opts);
-  std::string keys_text = "[";
-  for (const auto& k : opts.keys) keys_text += str(keys_text.size() == 1 ? "" : ", ", k);
-  call.add("pattern", pattern_name(opts.pattern))
-      .add("ranks_per_node", opts.ranks_per_node)
-      .add("keys", keys_text + ']');
+  const call_description call = describe_one_call<Staging>(opts);
 
   // The agreement every op opens with, on the call and this rank's batch, also gathers the size of every
   // rank's request: a rank that calls another op meets it in the same allgather and every rank throws,
-  // instead of each waiting in a different collective. One allgatherv then carries every rank's request
-  // (its call too, which the plan cache's key needs).
+  // instead of each waiting in a different collective. One allgatherv then carries every rank's request.
   std::vector<std::byte> meta;
   const std::string problem = problem_of([&] {
     local.validate();
     meta = encode_metadata(local);
   });
-  const auto blob = encode_request(call.text(), {}, meta, wanted);
+  const auto blob = encode_request(meta, wanted);
   const std::vector<std::uint64_t> sizes = agree(comm, who, problem, call, blob.size());
   const auto all = comm.allgatherv(blob, std::span<const std::uint64_t>(sizes));
   std::vector<request> requests;
@@ -92,13 +99,13 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
   // Every rank decodes the same bytes and plans from them with the same options: an error here is the same on
   // every rank, and so is the plan. Requests that are the last call's take its plan from the cache.
   plan_cache::derived fresh;
-  plan_cache::derived* d = opts.plans != nullptr ? opts.plans->find(all) : nullptr;
+  plan_cache::derived* d = opts.plans != nullptr ? opts.plans->find(call.text(), all) : nullptr;
   std::string problem_here;
   if (d == nullptr) {
     problem_here = problem_of([&] { fresh = derive(requests, opts); });
     d = &fresh;
     if (opts.plans != nullptr && problem_here.empty()) {
-      d = &opts.plans->keep(all, std::move(fresh));
+      d = &opts.plans->keep(call.text(), all, std::move(fresh));
     }
   }
   const auto& metas = d->metas;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,26 +36,31 @@ class plan_cache {
     int checked_rank = -1;
   };
 
-  // What was derived from `requests` (every rank's, as the allgather returned them), or null.
-  derived* find(std::span<const std::byte> requests) noexcept {
-    if (!kept_ || !std::equal(requests.begin(), requests.end(), requests_.begin(), requests_.end()))
+  // What was derived from `requests` (every rank's, as the allgather returned them) with the options
+  // `call` describes, or null.
+  derived* find(std::string_view call, std::span<const std::byte> requests) noexcept {
+    if (!kept_ || call != call_ ||
+        !std::equal(requests.begin(), requests.end(), requests_.begin(), requests_.end()))
       return nullptr;
     ++reuses_;
     return &*kept_;
   }
   // How many calls took their plan from here.
   std::size_t reuses() const noexcept { return reuses_; }
-  derived& keep(std::span<const std::byte> requests, derived d) {
+  derived& keep(std::string_view call, std::span<const std::byte> requests, derived d) {
     kept_.reset();
+    call_.assign(call);
     requests_.assign(requests.begin(), requests.end());
     return kept_.emplace(std::move(d));
   }
   void clear() noexcept {
     kept_.reset();
+    call_.clear();
     requests_.clear();
   }
 
  private:
+  std::string call_;
   std::vector<std::byte> requests_;
   std::optional<derived> kept_;
   std::size_t reuses_ = 0;

@@ -1,85 +1,92 @@
-// The one-call form's request: what each rank contributes to its metadata allgather (a description of its
-// call, then its problem or its batch's metadata and the ids it wants), encoded and decoded.
+// The one-call form's request: what each rank contributes to its metadata allgather (its batch's metadata
+// and the ids it wants, as runs of consecutive ids), encoded and decoded.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "redist/core/error.hpp"
-#include "redist/core/host_tensor.hpp"
-#include "redist/core/metadata_codec.hpp"
 #include "redist/core/sequence_batch.hpp"
+#include "redist/detail/byte_codec.hpp"
 #include "redist/detail/text.hpp"
 #include "redist/plan/steps.hpp"
 
+// Format, varints as in metadata_codec.hpp: the metadata's length and its bytes (encode_metadata), then the
+// wanted ids as runs of consecutive ids: the run count, then per run the zigzag-encoded difference of its
+// first id from the end of the run before (the first from 0), mod 2^64, and its length. The ids a rank of a
+// data-parallel group wants are a range or a few: a few bytes for any count, where 8 bytes an id made the
+// wanted lists 94% of a 65,536-rank call's metadata. The call's description and a rank's problem are not
+// part of it: the agreement before the allgather compared every rank's call, and a problem anywhere made
+// every rank throw there.
 namespace redist::detail {
 
-// A rank's part of the allgather: a status byte (0: a request follows, 1: a problem follows), the length and
-// text of its call's description, then its batch's metadata and the ids it wants, or its problem's text.
 struct request {
-  std::string call;
-  std::string problem;                  // empty when the rank has none
-  std::span<const std::byte> metadata;  // of its batch (when no problem)
-  std::span<const std::byte> wanted;    // 8 bytes per id (when no problem)
+  std::span<const std::byte> metadata;  // of its batch
+  std::span<const std::byte> wanted;    // the runs
 };
 
-inline std::vector<std::byte> encode_request(const std::string& call, const std::string& problem,
-                                             std::span<const std::byte> metadata,
+inline std::vector<std::byte> encode_request(std::span<const std::byte> metadata,
                                              std::span<const sample_id> wanted) {
-  const std::size_t body = problem.empty() ? 8 + metadata.size() + 8 * wanted.size() : problem.size();
-  std::vector<std::byte> blob(1 + 8 + call.size() + body);
-  std::byte* at = blob.data();
-  const auto put = [&](const void* from, std::size_t n) {
-    if (n != 0) std::memcpy(at, from, n);
-    at += n;
-  };
-  const std::uint8_t status = problem.empty() ? 0 : 1;
-  const std::uint64_t call_bytes = call.size(), meta_bytes = metadata.size();
-  put(&status, 1);
-  put(&call_bytes, 8);
-  put(call.data(), call.size());
-  if (!problem.empty()) {
-    put(problem.data(), problem.size());
-  } else {
-    put(&meta_bytes, 8);
-    put(metadata.data(), metadata.size());
-    put(wanted.data(), 8 * wanted.size());
+  std::vector<std::byte> blob;
+  blob.reserve(metadata.size() + 16);
+  metadata_writer w(blob);
+  w.varint(metadata.size());
+  blob.insert(blob.end(), metadata.begin(), metadata.end());
+  std::vector<std::uint64_t> runs;  // first, length
+  for (const sample_id id : wanted) {
+    if (!runs.empty() && runs[runs.size() - 2] + runs.back() == id)
+      ++runs.back();
+    else
+      runs.insert(runs.end(), {id, 1});
+  }
+  w.varint(runs.size() / 2);
+  sample_id end = 0;
+  for (std::size_t i = 0; i < runs.size(); i += 2) {
+    const auto delta = static_cast<std::int64_t>(runs[i] - end);  // mod 2^64, two's complement
+    w.varint((static_cast<std::uint64_t>(delta) << 1) ^ static_cast<std::uint64_t>(delta >> 63));
+    w.varint(runs[i + 1]);
+    end = runs[i] + runs[i + 1];
   }
   return blob;
 }
 
-// Rank `rank`'s request within the allgathered bytes; views into blob.
+// Rank `rank`'s request within the allgathered bytes; views into blob. The runs are read by wanted_ids.
 inline request decode_request(std::span<const std::byte> blob, std::size_t rank) {
-  const auto malformed = [&] {
-    fail("redist::redistribute: rank ", rank, "'s request of ", blob.size(), " bytes is malformed");
-  };
-  std::uint64_t call_bytes = 0, meta_bytes = 0;
-  if (blob.size() < 9) malformed();
-  std::memcpy(&call_bytes, blob.data() + 1, 8);
-  if (call_bytes > blob.size() - 9) malformed();
-  request r;
-  r.call.assign(reinterpret_cast<const char*>(blob.data() + 9), call_bytes);
-  const auto rest = blob.subspan(9 + call_bytes);
-  if (blob[0] != std::byte{0}) {
-    r.problem.assign(reinterpret_cast<const char*>(rest.data()), rest.size());
-    if (r.problem.empty()) r.problem = str("redist::redistribute: rank ", rank, " failed");
-    return r;
-  }
-  if (rest.size() >= 8) std::memcpy(&meta_bytes, rest.data(), 8);
-  if (rest.size() < 8 || meta_bytes > rest.size() - 8 || (rest.size() - 8 - meta_bytes) % 8 != 0) malformed();
-  r.metadata = rest.subspan(8, meta_bytes);
-  r.wanted = rest.subspan(8 + meta_bytes);
-  return r;
+  metadata_reader r(blob, "redist::redistribute");
+  request q;
+  q.metadata = r.bytes(str("rank ", rank, "'s metadata"));
+  q.wanted = blob.subspan(r.position());
+  return q;
 }
 
-inline id_list wanted_ids(const request& r) {
-  id_list ids(r.wanted.size() / 8);
-  if (!ids.empty()) std::memcpy(ids.data(), r.wanted.data(), r.wanted.size());
+// The ids of a request's runs, at most `limit` of them (the ids the ranks hold: a rank that wants more wants
+// one twice or one that no rank holds, and is refused before its list is allocated).
+inline id_list wanted_ids(const request& q, std::size_t rank, std::size_t limit) {
+  metadata_reader r(q.wanted, "redist::redistribute");
+  const std::string what = str("rank ", rank, "'s wanted ids");
+  const std::size_t n = r.count(what, 2);
+  std::vector<std::uint64_t> runs(2 * n);
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < runs.size(); i += 2) {
+    runs[i] = r.varint(what);
+    runs[i + 1] = r.varint(what);
+    if (runs[i + 1] > limit - total)
+      fail("redist::redistribute: rank ", rank, " wants more ids than the ", limit, " the ranks hold");
+    total += runs[i + 1];
+  }
+  if (r.remaining() != 0)
+    fail("redist::redistribute: rank ", rank, "'s request has ", r.remaining(), " bytes left over");
+  id_list ids;
+  ids.reserve(total);
+  sample_id end = 0;
+  for (std::size_t i = 0; i < runs.size(); i += 2) {
+    const sample_id first = end + ((runs[i] >> 1) ^ (std::uint64_t{0} - (runs[i] & 1)));  // undoes the zigzag
+    for (std::uint64_t k = 0; k < runs[i + 1]; ++k) ids.push_back(first + k);
+    end = first + runs[i + 1];
+  }
   return ids;
 }
 
