@@ -60,7 +60,7 @@ namespace redist {
 // 1 copies from its owner (keep large tensors sharded). Each rank receives its shards (or copies) of 64 KiB
 // or more straight into its results; smaller ones land in staging and are copied once more. Over an
 // mpi_communicator an owner sends each rank one message per batch (a derived datatype over the tensors'
-// memory and its staging, mpi_communicator::send_pieces); over other communicators (NCCL, mpi_device) each
+// memory and its staging, mpi_p2p_group::send_pieces); over other communicators (NCCL, mpi_device) each
 // shard sent from its tensor is a message of its own.
 //
 // Errors, the same redist::error on every rank, before any data moves: specs or budgets that differ between

@@ -292,11 +292,18 @@ std::vector<shard_spec> in_place_specs(int ranks) {
   };
 }
 
-// A communicator without mpi_communicator::send_pieces, as NCCL's: each shard sent in place goes as a
-// message of its own, and its receiver frames its pieces alike. shard_scatter makes no sub-group.
+// A communicator whose groups lack mpi_p2p_group::send_pieces, as NCCL's: each shard sent in place goes as
+// a message of its own, and its receiver frames its pieces alike. shard_scatter makes no sub-group.
 struct ungathered : mpi_communicator {
   using mpi_communicator::mpi_communicator;
-  void send_pieces() const = delete;  // hides mpi_communicator's
+  struct plain_group {
+    redist::mpi_p2p_group g;
+    void send(std::span<const std::byte> b, int peer) { g.send(b, peer); }
+    void recv(std::span<std::byte> b, int peer) { g.recv(b, peer); }
+    void recv_pieces(std::span<const redist::segment> pieces, int peer) { g.recv_pieces(pieces, peer); }
+    redist::mpi_request finish() && { return std::move(g).finish(); }
+  };
+  plain_group start_group() const { return {mpi_communicator::start_group()}; }
   const ungathered* group(std::span<const int>) const { throw redist::error("ungathered: no groups"); }
 };
 static_assert(redist::communicator<ungathered> && !redist::detail::gathers_sends<ungathered>);

@@ -43,13 +43,13 @@ concept shard_loader = std::invocable<Load&, std::size_t> &&
 namespace detail {
 
 // A communicator whose point-to-point groups also send one message gathered from several pieces
-// (mpi_communicator::send_pieces): a batch then goes to each rank as one message, the pieces sent in place
+// (mpi_p2p_group::send_pieces): a batch then goes to each rank as one message, the pieces sent in place
 // included; elsewhere each of those is a message of its own, and the receiver frames its pieces alike.
 template <class Comm>
 using group_of = decltype(std::declval<const Comm&>().start_group());
 template <class Comm>
-concept gathers_sends = requires(const Comm& c, group_of<Comm>& g, std::span<const const_segment> pieces) {
-  c.send_pieces(g, pieces, 0);
+concept gathers_sends = requires(group_of<Comm>& g, std::span<const const_segment> pieces) {
+  g.send_pieces(pieces, 0);
 };
 
 // shard_scatter's description for its agreement: the specs (as a count and a fingerprint of every name,
@@ -233,7 +233,7 @@ class shard_run {
         emit({sources_[i].first + to * sources_[i].second, sizes_[i].per_rank});
       }
       emit({block + done, l.send_counts[to] - done});
-      if constexpr (gathers_sends<Comm>) comm_.send_pieces(g, send_pieces_, peer);
+      if constexpr (gathers_sends<Comm>) g.send_pieces(send_pieces_, peer);
       receive(g, slot, from);
       if (debug_) debug_->to[to] += sent;
     }

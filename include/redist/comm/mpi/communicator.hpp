@@ -243,33 +243,6 @@ class mpi_communicator {
 
   // A group of point-to-point transfers (see mpi_p2p_group); not collective: only the peers take part.
   [[nodiscard]] mpi_p2p_group start_group() const noexcept { return mpi_p2p_group(native()); }
-  // Adds to g one message to `peer` gathered from `pieces` in order (recv_pieces' counterpart, chunked
-  // alike): each chunk one MPI_Isend, through a hindexed datatype owned by g's request where it spans pieces.
-  void send_pieces(mpi_p2p_group& g, std::span<const const_segment> pieces, int peer) const {
-    if (!g.r_.args_) g.r_.args_ = std::make_unique<detail::mpi_collective_args>();
-    std::size_t total = 0, piece = 0, offset = 0;  // offset: within pieces[piece]
-    for (const const_segment& s : pieces) total += s.bytes;
-    std::vector<const_segment> chunk;
-    detail::for_each_chunk(total, [&](std::size_t, int n) {
-      for (auto left = static_cast<std::size_t>(n); left != 0; offset = 0, ++piece) {
-        const std::size_t take = std::min(left, pieces[piece].bytes - offset);
-        chunk.push_back({pieces[piece].data + offset, take});
-        left -= take;
-        if ((offset += take) != pieces[piece].bytes) break;  // the next chunk goes on in this piece
-      }
-      int count = 0, at = 0;
-      MPI_Datatype type = MPI_BYTE;
-      const auto* low = static_cast<const std::byte*>(detail::describe_side(
-          1, [&](int) { return std::span<const const_segment>(chunk); }, &count, &at, &type,
-          g.r_.args_->owned));
-      chunk.clear();
-      if (low == nullptr) return;
-      g.r_.add("MPI_Isend", mpi_request::not_a_recv, [&](MPI_Request* h) {
-        return MPI_Isend(low + at, count, type, peer, mpi_p2p_group::tag, g.comm_, h);
-      });
-    });
-  }
-
   // Collective: every rank starts it in the same order relative to the other collectives.
   [[nodiscard]] mpi_request ibroadcast(std::span<std::byte> buf, int root) const {
     return start(buf.size(), "MPI_Ibcast", false, [&](std::size_t offset, int n, MPI_Request* r) {

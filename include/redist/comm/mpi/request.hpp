@@ -130,6 +130,32 @@ class mpi_p2p_group {
       });
     });
   }
+  // One message to `peer` gathered from `pieces` in order (recv_pieces' counterpart, chunked alike): each
+  // chunk one MPI_Isend, through a hindexed datatype owned by the group's request where it spans pieces.
+  void send_pieces(std::span<const const_segment> pieces, int peer) {
+    if (!r_.args_) r_.args_ = std::make_unique<detail::mpi_collective_args>();
+    std::size_t total = 0, piece = 0, offset = 0;  // offset: within pieces[piece]
+    for (const const_segment& s : pieces) total += s.bytes;
+    std::vector<const_segment> chunk;
+    detail::for_each_chunk(total, [&](std::size_t, int n) {
+      for (auto left = static_cast<std::size_t>(n); left != 0; offset = 0, ++piece) {
+        const std::size_t take = std::min(left, pieces[piece].bytes - offset);
+        chunk.push_back({pieces[piece].data + offset, take});
+        left -= take;
+        if ((offset += take) != pieces[piece].bytes) break;  // the next chunk goes on in this piece
+      }
+      int count = 0, at = 0;
+      MPI_Datatype type = MPI_BYTE;
+      const auto* low = static_cast<const std::byte*>(detail::describe_side(
+          1, [&](int) { return std::span<const const_segment>(chunk); }, &count, &at, &type,
+          r_.args_->owned));
+      chunk.clear();
+      if (low == nullptr) return;
+      r_.add("MPI_Isend", mpi_request::not_a_recv,
+             [&](MPI_Request* h) { return MPI_Isend(low + at, count, type, peer, tag, comm_, h); });
+    });
+  }
+
   // One message from `peer` spread over several pieces in order, placed by MPI through a derived datatype
   // (the sender sends their total as one block): no landing buffer and no copy after, but Open MPI 4.1 moves
   // a datatype through its copy-in/copy-out pipeline, so it pays only for large pieces. Chunked like send():
