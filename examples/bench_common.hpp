@@ -175,6 +175,15 @@ std::array<double, N> time_medians(int warmup, int iters, MPI_Comm comm,
   va_end(args);
 }
 
+// One ratio a benchmark claims, on a line of its own for bench/run_many_cores.sh's table: "ratio <benchmark>
+// <case> <value>" (the case one word: its parts joined by ':'), library time over hand-written time.
+inline void say_ratio(int rank, const char* benchmark, const std::string& which, double value) {
+  std::string word;  // "dispatch, all packed" reads "dispatch-all-packed"
+  for (const char c : which)
+    if (c != ',') word += c == ' ' ? '-' : c;
+  say(rank, "ratio %s %s %.3f\n", benchmark, word.c_str(), value);
+}
+
 // Ranks on this node against its cores: more ranks than cores make timings CPU-bound and noisy, which the
 // report says. Collective over `comm`.
 struct node_load {

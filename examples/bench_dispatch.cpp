@@ -324,6 +324,11 @@ int main(int argc, char** argv) {
           std::printf("  %-8s %9zu %10zu %-22s %11.1f %8s %6s\n", workload.c_str(), tensors, bytes,
                       method_names[m], times[m] * 1e6, ratio, w);
         }
+        for (std::size_t m = 0; m < method_count; ++m)
+          if (m != 1 && times[1] > 0)
+            redist::bench::say_ratio(me, "bench_dispatch",
+                                     workload + ':' + method_names[m] + "/" + method_names[1],
+                                     times[m] / times[1]);
       }
       // Counts per call (bench_counts.hpp), against the bytes of this rank's item.
       for (std::size_t m = 0; m < method_count; ++m)

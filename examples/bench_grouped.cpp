@@ -168,6 +168,8 @@ int main(int argc, char** argv) {
         redist::bench::print_counts(
             rank, std::to_string(sent) + " " + names[m],
             redist::bench::count_calls(MPI_COMM_WORLD, methods[m], x.recv_mpi.size()));
+      redist::bench::say_ratio(rank, "bench_grouped",
+                               std::to_string(size) + "B:grouped::alltoallv/MPI_Alltoallv", t[0] / t[1]);
       total_wrong += bad[0] + bad[1];
       worst = std::max(worst, t[0] / t[1]);
     }

@@ -871,16 +871,20 @@ int main(int argc, char** argv) {
           into <= target ? "met" : "MISSED", alloc, alloc <= 1.10 ? "met" : "MISSED",
           find(kind, "redistribute") / find(kind, "hand-alltoallv+self"),
           find(kind, "redistribute") / find(kind, "hand-alltoallv"));
+      redist::bench::say_ratio(me, "bench_redistribute", kind + ":redistribute_into/hand-unpacked", into);
+      redist::bench::say_ratio(me, "bench_redistribute", kind + ":redistribute/hand-unpacked-alloc", alloc);
     }
     const double gs = find("skewed", "gather-scatter-f32") / find("skewed", "redistribute");
     const char* gs_verdict = P != 8 ? "(not 8 ranks)" : gs >= 10 ? "met" : "MISSED";
     say(me, "#   skewed    gather-scatter-f32 / redistribute = %5.2f, target >= 10 at 8 ranks: %s\n", gs,
         gs_verdict);
+    redist::bench::say_ratio(me, "bench_redistribute", "skewed:gather-scatter-f32/redistribute", gs);
     for (const std::string kind : {"blocks", "skewed", "reordered"}) {
       const double crc = find(kind, "into+checksums") / find(kind, "redistribute_into");
       say(me, "#   %-9s into+checksums / redistribute_into = %5.2f, target <= 1.15 (CRC-32C %s): %s\n",
           kind.c_str(), crc, redist::detail::crc32c_in_hardware() ? "in hardware" : "by table",
           crc <= 1.15 ? "met" : "MISSED");
+      redist::bench::say_ratio(me, "bench_redistribute", kind + ":into+checksums/redistribute_into", crc);
     }
     say(me, "#   peak memory <= payload + staging budget on every rank: %s\n", memory_ok ? "met" : "MISSED");
     // The counts' targets: the one-call form's collectives (the hand-written code's two, counts and data,

@@ -631,6 +631,10 @@ int run(const config& cfg) {
           : fewer(3) >= 100 ? " (target >= 100x: met)"
                             : " (target >= 100x: MISSED)",
           fewer(6));
+      const char* model = cfg.large ? "large" : cfg.quick ? "small" : "default";
+      redist::bench::say_ratio(me, "bench_shard",
+                               std::string(model) + (k == 0 ? ":workspace" : ":own-staging") + "/per-tensor",
+                               1 / speedup);
     }
     if (cfg.check) {
       std::printf("  #wrong elements: %llu, %llu, %llu\n", static_cast<unsigned long long>(all[0]),
