@@ -14,21 +14,26 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build/many-cores}
 ranks=${REDIST_BENCH_RANKS:-"2 4 8 16"}
 cores=$(nproc)
-benchmarks="bench_redistribute bench_seqpar bench_shard bench_dispatch bench_grouped"
+benchmarks="bench_redistribute bench_seqpar bench_shard bench_shard_large bench_dispatch bench_grouped"
+program() { if [ "$1" = bench_shard_large ]; then echo bench_shard; else echo "$1"; fi; }
 
 if [ ! -x "$build/examples/example_bench_redistribute" ]; then
   cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DREDIST_BUILD_TESTS=OFF \
     -DREDIST_ENABLE_CUDA=OFF -DREDIST_ENABLE_TORCH=OFF > "$build.configure.log"
-  for b in $benchmarks; do cmake --build "$build" --target "example_$b" -j "$cores"; done
+  for b in $benchmarks; do cmake --build "$build" --target "example_$(program "$b")" -j "$cores"; done
 fi
 
 # Arguments per benchmark: batches as large as real ones (hundreds of MB per call), every result checked.
 args() {
-  if [ "${REDIST_BENCH_QUICK:-0}" = 1 ]; then echo "--quick --check"; return; fi
+  if [ "${REDIST_BENCH_QUICK:-0}" = 1 ]; then
+    if [ "$1" = bench_shard_large ]; then echo "--large --quick --check"; else echo "--quick --check"; fi
+    return
+  fi
   case $1 in
     bench_redistribute) echo "--check" ;;
     bench_seqpar) echo "--sizes 0.0625,1,16,64" ;;
     bench_shard) echo "--check" ;;
+    bench_shard_large) echo "--large --check" ;;
     bench_dispatch) echo "--check" ;;
     bench_grouped) echo "" ;;
   esac
@@ -52,7 +57,7 @@ for np in $ranks; do
     log=$logs/$b.np$np.log
     echo "run_many_cores: $b at $np ranks" >&2
     # shellcheck disable=SC2046
-    if ! "${launcher[@]}" -np "$np" "$build/examples/example_$b" $(args "$b") > "$log" 2>&1; then
+    if ! "${launcher[@]}" -np "$np" "$build/examples/example_$(program "$b")" $(args "$b") > "$log" 2>&1; then
       echo "run_many_cores: $b at $np ranks failed, see $log" >&2
       echo "$b failed - $np" >> "$table"
       continue
