@@ -34,12 +34,13 @@ using redist::sample_id;
 // ---- the collectives of one call of each op, as the code has them: update a constant with the op's code ---
 // redistribute's one-call form: the agreement (an MPI_Allgather of fixed-size records carrying the outcome,
 // the call's fingerprint and the size of every rank's request), one MPI_Allgatherv of the requests, and the
-// MPI_Allreduce of the plan-based form's checks before any sample moves.
+// plan-based form's agreement on its checks before any sample moves (an MPI_Allgather like every agreement).
 constexpr std::uint64_t one_call_collectives = 3;
-// The plan form: its agreement, one MPI_Allreduce; the samples move point to point.
+// The plan form: its agreement, one MPI_Allgather; the samples move point to point.
 constexpr std::uint64_t plan_form_collectives = 1;
-// seqpar::all_to_all: the agreement and one MPI_Alltoall.
+// seqpar::all_to_all: the agreement and one MPI_Alltoall; with an exchange prepared once, the MPI_Alltoall.
 constexpr std::uint64_t seqpar_collectives = 2;
+constexpr std::uint64_t prepared_collectives = 1;
 // shard_scatter: the agreement on the specs; the batches move point to point.
 constexpr std::uint64_t shard_collectives = 1;
 // dispatch: the agreement on the root and its items; the items move point to point.
@@ -285,6 +286,20 @@ TEST_CASE(
     CHECK(again.collectives == seqpar_collectives);
     CHECK(again.figures.largest_allocation < x.nbytes() / static_cast<std::size_t>(P));
     CHECK(std::ranges::equal(kept.bytes(), out.bytes()));
+
+    // Prepared once (seqpar::prepare_all_to_all): a repeated call is the exchange alone, with the same
+    // copies, and where neither side is packed it allocates nothing at all.
+    const auto prepared = redist::seqpar::prepare_all_to_all(comm, x, d.scatter, d.gather);
+    host_tensor into(out.dtype(), std::vector<std::int64_t>(out.shape().begin(), out.shape().end()));
+    redist::seqpar::all_to_all_into(comm, prepared, x, into, &ws);
+    const recorded prep = record([&] { redist::seqpar::all_to_all_into(comm, prepared, x, into, &ws); });
+    REDIST_SHOW(prep);
+    CHECK(prep.collectives == prepared_collectives);
+    CHECK(prep.payload_copied({range_of(x), range_of(into)}) ==
+          (d.pack && P > 1 ? x.nbytes() : 0) + (d.unpack && P > 1 ? out.nbytes() : 0));
+    CHECK(prep.figures.largest_allocation < x.nbytes() / static_cast<std::size_t>(P));
+    if ((!d.pack && !d.unpack) || P == 1) CHECK(prep.figures.allocations == 0);
+    CHECK(std::ranges::equal(into.bytes(), out.bytes()));
   }
 }
 
