@@ -55,10 +55,10 @@ void redistribute(const Comm& comm, sample_store<Tensor>& store, const plan& p, 
 // call's options and every rank's batch being valid, so that a rank calling another op fails alike instead
 // of hanging; it also gathers the size of every rank's request), one allgatherv of every rank's request (a
 // description of its call, its batch's metadata in a compact encoding, not the data, and the ids it wants)
-// and one allgather to agree on the checks of the plan-based form. Options that differ between ranks (pattern, keys and their order, staging,
-// budget, ranks_per_node, allow_lossy), a rank's invalid batch and a plan that cannot be made (an unknown
-// key, ranks_per_node 0, an id no rank holds) fail the same way on every rank, naming what differs or the
-// rank at fault, before any sample moves.
+// and one allgather to agree on the checks of the plan-based form. Options that differ between ranks
+// (pattern, keys and their order, staging, budget, ranks_per_node, allow_lossy), a rank's invalid batch and a
+// plan that cannot be made (an unknown key, ranks_per_node 0, an id no rank holds) fail the same way on every
+// rank, naming what differs or the rank at fault, before any sample moves.
 template <staging_policy Staging = byte_staging, class... Policies, communicator Comm, class Tensor>
 sequence_batch<Tensor> redistribute(const Comm& comm, const sequence_batch<Tensor>& local,
                                     const std::vector<sample_id>& wanted, const redistribute_options& opts,

@@ -62,31 +62,23 @@ inline request decode_request(std::span<const std::byte> blob, std::size_t rank)
   return q;
 }
 
-// The ids of a request's runs, at most `limit` of them (the ids the ranks hold: a rank that wants more wants
-// one twice or one that no rank holds, and is refused before its list is allocated).
-inline id_list wanted_ids(const request& q, std::size_t rank, std::size_t limit) {
+// The ids of a request's runs, at most held + 1 of them, `held` the ids the ranks hold: a rank that wants
+// more wants one twice or one that no rank holds, and among its first held + 1 ids is the first such one,
+// which the planner names; a corrupt run of 2^64 ids cannot make it allocate them.
+inline id_list wanted_ids(const request& q, std::size_t rank, std::size_t held) {
   metadata_reader r(q.wanted, "redist::redistribute");
   const std::string what = str("rank ", rank, "'s wanted ids");
-  const std::size_t n = r.count(what, 2);
-  std::vector<std::uint64_t> runs(2 * n);
-  std::uint64_t total = 0;
-  for (std::size_t i = 0; i < runs.size(); i += 2) {
-    runs[i] = r.varint(what);
-    runs[i + 1] = r.varint(what);
-    if (runs[i + 1] > limit - total)
-      fail("redist::redistribute: rank ", rank, " wants more ids than the ", limit, " the ranks hold");
-    total += runs[i + 1];
+  const std::size_t runs = r.count(what, 2);
+  id_list ids;
+  sample_id end = 0;
+  for (std::size_t i = 0; i < runs; ++i) {
+    const std::uint64_t z = r.varint(what), length = r.varint(what);
+    const sample_id first = end + ((z >> 1) ^ (std::uint64_t{0} - (z & 1)));  // undoes the zigzag
+    for (std::uint64_t k = 0; k < length && ids.size() <= held; ++k) ids.push_back(first + k);
+    end = first + length;
   }
   if (r.remaining() != 0)
     fail("redist::redistribute: rank ", rank, "'s request has ", r.remaining(), " bytes left over");
-  id_list ids;
-  ids.reserve(total);
-  sample_id end = 0;
-  for (std::size_t i = 0; i < runs.size(); i += 2) {
-    const sample_id first = end + ((runs[i] >> 1) ^ (std::uint64_t{0} - (runs[i] & 1)));  // undoes the zigzag
-    for (std::uint64_t k = 0; k < runs[i + 1]; ++k) ids.push_back(first + k);
-    end = first + runs[i + 1];
-  }
   return ids;
 }
 
