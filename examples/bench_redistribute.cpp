@@ -415,7 +415,7 @@ std::pair<std::vector<std::byte>, std::vector<std::size_t>> gather_requests(
   local.validate();
   const auto blob = redist::detail::encode_request(redist::encode_metadata(local), wanted);
   std::vector<std::size_t> counts;
-  auto all = comm.allgatherv(blob, &counts);
+  auto all = redist::allgatherv(comm, blob, &counts);
   return {std::move(all), std::move(counts)};
 }
 

@@ -239,8 +239,8 @@ bool run_all(const mpi_device_communicator& dev, const mpi_communicator& host, s
     const bytes mine = message(seed, me, 999, count(seed, me, 999, lo, hi));
     buffer dmine(mine, device);
     std::vector<std::size_t> got_counts, want_counts;
-    const bytes got = dev.allgatherv(dmine.span(), &got_counts);
-    ok = ok && got == host.allgatherv(mine, &want_counts) && got_counts == want_counts;
+    const bytes got = redist::allgatherv(dev, dmine.span(), &got_counts);
+    ok = ok && got == redist::allgatherv(host, mine, &want_counts) && got_counts == want_counts;
     const std::vector<std::uint64_t> known(want_counts.begin(), want_counts.end());
     ok = ok && dev.allgatherv(dmine.span(), std::span<const std::uint64_t>(known)) == got;
     const std::uint64_t word = me * 3 + 1;

@@ -53,7 +53,7 @@ void wait_all(Requests& requests) {
 
 // A communicator, as the library uses one: ranks 0..size()-1; byte-based collectives that every rank calls
 // (broadcast, gatherv, scatterv, alltoall(v), allgather of equal blocks, allgatherv with every rank's size
-// known or not); send and recv and their nonblocking forms, ibroadcast among them, all returning the one
+// known); send and recv and their nonblocking forms, ibroadcast among them, all returning the one
 // request type, whose wait() completes them; the grouped point-to-point primitive (start_group()); and
 // cached sub-communicators of a rank set (group(), nullptr on non-members). Sizes are std::size_t and may
 // exceed INT_MAX. A backend may offer more (the MPI and self communicators have barrier, allreduces and
@@ -72,7 +72,6 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.alltoallv(cbuf, sizes, sizes, buf, sizes, sizes);
   c.alltoall(cbuf, buf, std::size_t{1});
   c.allgather(cbuf, buf);
-  { c.allgatherv(cbuf) } -> std::same_as<std::vector<std::byte>>;
   { c.allgatherv(cbuf, words) } -> std::same_as<std::vector<std::byte>>;
   c.send(cbuf, 0, 0);
   c.recv(buf, 0, 0);
@@ -82,6 +81,19 @@ concept communicator = requires(const C& c, std::span<std::byte> buf, std::span<
   c.irecv(buf, 0, 0).wait();
   { c.start_group() } -> p2p_group<typename C::request>;
 };
+
+// Everyone's bytes, in rank order, on any communicator, where no rank knows the others' sizes: one
+// allgather of the sizes, then the allgatherv. counts (if given) receives each rank's size.
+template <communicator Comm>
+std::vector<std::byte> allgatherv(const Comm& comm, std::span<const std::byte> mine,
+                                  std::vector<std::size_t>* counts = nullptr) {
+  const std::uint64_t my_size = mine.size();
+  std::vector<std::uint64_t> sizes(static_cast<std::size_t>(comm.size()));
+  comm.allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
+  auto out = comm.allgatherv(mine, std::span<const std::uint64_t>(sizes));
+  if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
+  return out;
+}
 
 namespace detail {
 

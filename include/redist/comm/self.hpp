@@ -190,11 +190,6 @@ class self_communicator {
     check_count("allgather", mine.size(), out.size());
     host_space::copy(out.data(), mine.data(), mine.size());
   }
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    if (counts != nullptr) counts->assign(1, mine.size());
-    return std::vector<std::byte>(mine.begin(), mine.end());
-  }
   std::vector<std::byte> allgatherv(std::span<const std::byte> mine, std::span<const std::uint64_t>) const {
     return std::vector<std::byte>(mine.begin(), mine.end());
   }

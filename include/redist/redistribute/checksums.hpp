@@ -154,7 +154,7 @@ template <class Comm>
 std::vector<std::vector<payload_checksum>> gather_checksums(const Comm& comm,
                                                             const std::vector<payload_checksum>& mine) {
   std::vector<std::size_t> counts;
-  const std::vector<std::byte> all = comm.allgatherv(std::as_bytes(std::span(mine)), &counts);
+  const std::vector<std::byte> all = redist::allgatherv(comm, std::as_bytes(std::span(mine)), &counts);
   std::vector<std::vector<payload_checksum>> tables(counts.size());
   for (std::size_t r = 0, at = 0; r < counts.size(); at += counts[r], ++r) {
     tables[r].resize(counts[r] / sizeof(payload_checksum));

@@ -121,6 +121,13 @@ Out run_exchange(const char* who, const In& x, const Comm& comm, const call_desc
   return std::move(*out);
 }
 
+// Throws when x's n bytes at a and out's m bytes at b overlap: the exchange reads x while it writes out.
+inline void check_apart(const char* who, const std::byte* a, std::size_t n, const std::byte* b,
+                        std::size_t m) {
+  if (n != 0 && m != 0 && std::less<>{}(a, b + m) && std::less<>{}(b, a + n))
+    fail(who, ": out overlaps x; the exchange reads x while it writes out");
+}
+
 // Throws unless out can receive the exchange: x's dtype, the layout's output shape, contiguous, and apart
 // from x (x is read while out is written).
 template <class In, class Out>
@@ -131,12 +138,8 @@ void check_output(const char* who, const In& x, const Out& out, const a2a_layout
     fail(who, ": out is ", name(tensor_traits<Out>::dtype(out)), ' ', shape_text(shape), ", expected ",
          name(tensor_traits<In>::dtype(x)), ' ', shape_text(l.out));
   }
-  const std::size_t n = dense_bytes(tensor_traits<In>::dtype(x), shape_of(x), who);
-  const std::byte* a = bytes_of(x);
-  const std::byte* b = bytes_of(out);
-  const std::size_t m = dense_bytes(tensor_traits<Out>::dtype(out), shape, who);
-  if (n != 0 && m != 0 && std::less<>{}(a, b + m) && std::less<>{}(b, a + n))
-    fail(who, ": out overlaps x; the exchange reads x while it writes out");
+  check_apart(who, bytes_of(x), dense_bytes(tensor_traits<In>::dtype(x), shape_of(x), who), bytes_of(out),
+              dense_bytes(tensor_traits<Out>::dtype(out), shape, who));
 }
 
 // all_to_all's description of its arguments and its layout maker.

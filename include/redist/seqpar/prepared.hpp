@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <utility>
 
@@ -106,13 +105,10 @@ void all_to_all_into(const Comm& comm, const prepared_all_to_all& prepared, cons
   sp::check_prepared(who, "x", x, prepared.type(), l.in);
   sp::check_prepared(who, "out", out, prepared.type(), l.out);
   const std::size_t n = l.block * l.ranks;  // x and out are n bytes each: every layout sends all of x
-  const std::byte* a = sp::bytes_of(x);
-  const std::byte* b = sp::bytes_of(out);
-  if (n != 0 && std::less<>{}(a, b + n) && std::less<>{}(b, a + n))
-    detail::fail(who, ": out overlaps x; the exchange reads x while it writes out");
+  sp::check_apart(who, sp::bytes_of(x), n, sp::bytes_of(out), n);
   if (const auto problem = detail::space_problem(who, comm, space); !problem.empty()) throw error(problem);
   sp::own_staging<Space> own(space);
-  sp::exchange(who, l, a, sp::bytes_of(out), comm, sp::reserve_staging(l, ws, own), space);
+  sp::exchange(who, l, sp::bytes_of(x), sp::bytes_of(out), comm, sp::reserve_staging(l, ws, own), space);
 }
 
 }  // namespace seqpar

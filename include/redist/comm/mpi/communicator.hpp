@@ -186,18 +186,6 @@ class mpi_communicator {
     return out;
   }
 
-  // Everyone's bytes, in rank order; counts (if given) receives each rank's size. One extra MPI_Allgather of
-  // the sizes, since no rank knows the others'.
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_));
-    const std::uint64_t my_size = mine.size();
-    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
-    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
-    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
-    return out;
-  }
-
   // The maximum, minimum or sum of `value` over every rank (for tests and benchmarks).
   std::uint64_t allreduce_max(std::uint64_t value) const { return allreduce(value, MPI_MAX); }
   std::uint64_t allreduce_min(std::uint64_t value) const { return allreduce(value, MPI_MIN); }

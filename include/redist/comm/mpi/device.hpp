@@ -48,7 +48,8 @@ namespace redist {
 // whatever its memory); gatherv, scatterv, alltoall(v) as redist::grouped over start_group(), so each
 // transfer is staged on its own within the budget whatever the total (staging whole buffers would need
 // pinned memory of the largest call) and the own block is one cudaMemcpyAsync on the stream; allgather (and
-// allgatherv's sizes) on host values, by nonblocking MPI driven with the staged transfers in flight.
+// the sizes redist::allgatherv exchanges) on host values, by nonblocking MPI driven with the staged transfers
+// in flight.
 class mpi_device_communicator {
  public:
   using request = mpi_device_request;
@@ -179,18 +180,6 @@ class mpi_device_communicator {
     if (direct(op, {mine.data()})) return host_->allgatherv(mine, sizes);
     return grouped::allgather_blocks(start_group_for(op), mine, sizes, static_cast<std::size_t>(rank()),
                                      detail::is_device_memory(mine.data()));
-  }
-
-  // The same where no rank knows the others' sizes (counts, if given, receives them): allgather's
-  // MPI_Iallgather of the sizes first.
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    const std::uint64_t my_size = mine.size();
-    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size()), 0);
-    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
-    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
-    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
-    return out;
   }
 
   // ---- point to point: the receiver names the exact size ----

@@ -222,18 +222,6 @@ class nccl_communicator {
                                      detail::nccl_can_use(mine.data()));
   }
 
-  // The same where no rank knows the others' sizes (counts, if given, receives them): allgather of the sizes
-  // first.
-  std::vector<std::byte> allgatherv(std::span<const std::byte> mine,
-                                    std::vector<std::size_t>* counts = nullptr) const {
-    const std::uint64_t my_size = mine.size();
-    std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_), 0);
-    allgather(std::as_bytes(std::span(&my_size, 1)), std::as_writable_bytes(std::span(sizes)));
-    auto out = allgatherv(mine, std::span<const std::uint64_t>(sizes));
-    if (counts != nullptr) counts->assign(sizes.begin(), sizes.end());
-    return out;
-  }
-
   // ---- point to point: the receiver names the exact size; tags are ignored (see the class comment) ----
   void send(std::span<const std::byte> buf, int dst, int /*tag*/) const {
     start_p2p("redist::nccl_communicator::send", buf, dst).wait();
