@@ -1,6 +1,6 @@
 // The one-call form of redistribute(): the agreement on the call, which gathers the requests' sizes, every
-// rank's request allgathered (its call's description, its batch's metadata, the ids it wants), the same plan
-// made on every rank, the result allocated or reused, then executed.
+// rank's request allgathered (its batch's metadata and the ids it wants), the same plan made on every rank,
+// the result allocated or reused, then executed.
 #pragma once
 
 #include <cstddef>
