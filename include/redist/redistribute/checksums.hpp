@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "redist/comm/communicator.hpp"
 #include "redist/core/catalog.hpp"
 #include "redist/core/memory_space.hpp"
 #include "redist/core/sample_store.hpp"
