@@ -227,6 +227,75 @@ TEST_CASE(
   CHECK(r.figures.largest_allocation < bytes_of(1));
 }
 
+namespace {
+
+// ---- many samples: rank r holds `n` samples 1000r + i, of 1 + i % 7 tokens and a metadata value each, and
+// wants the next rank's in reverse order, then every second one of its own.
+redist::sequence_batch<> many_held(int r, std::size_t n) {
+  std::vector<sample_id> ids;
+  redist::seqlen_table lens;
+  std::vector<std::string> names;
+  std::int64_t tokens = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ids.push_back(1000 * static_cast<sample_id>(r) + i);
+    lens.push_back(std::vector<std::int64_t>{static_cast<std::int64_t>(1 + i % 7)});
+    tokens += static_cast<std::int64_t>(1 + i % 7);
+    names.push_back("a value longer than a short string's buffer, of sample " + std::to_string(ids.back()));
+  }
+  host_tensor t(dtype::i32, {tokens});
+  fill(t.bytes(), static_cast<std::uint64_t>(r));
+  std::vector<redist::sequence_batch<>::field> fields;
+  fields.push_back({"x", dtype::i32, {}, std::move(lens), std::move(t)});
+  return redist::sequence_batch<>(ids, std::move(fields), {{"name", std::move(names)}});
+}
+
+std::vector<sample_id> many_wanted(int r, int size, std::size_t n) {
+  const auto next = static_cast<sample_id>((r + 1) % size);
+  std::vector<sample_id> ids;
+  for (std::size_t i = n; i-- > 0;) ids.push_back(1000 * next + i);
+  if (next != static_cast<sample_id>(r))
+    for (std::size_t i = 0; i < n; i += 2) ids.push_back(1000 * static_cast<sample_id>(r) + i);
+  return ids;
+}
+
+// The allocations of a repeated redistribute_into of `n` samples per rank, kept result, workspace and plans.
+recorded repeated_many(const redist::mpi_communicator& comm, std::size_t n) {
+  const auto batch = many_held(comm.rank(), n);
+  const auto wanted = many_wanted(comm.rank(), comm.size(), n);
+  redist::sequence_batch<> out;
+  redist::workspace staging;
+  redist::plan_cache plans;
+  const redist::redistribute_options opts{.staging = &staging, .plans = &plans};
+  redist::redistribute_into(comm, batch, wanted, out, opts);
+  redist::redistribute_into(comm, batch, wanted, out, opts);  // the workspace at its size
+  const void* first = out.data("x").data();
+  const recorded r = record([&] { redist::redistribute_into(comm, batch, wanted, out, opts); });
+  CHECK(out.data("x").data() == first);
+  CHECK(std::ranges::equal(out.ids(), wanted));
+  CHECK(out.metadata().at("name").size() == wanted.size());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a repeated redistribute_into allocates per call what does not grow with its samples") {
+  const auto reversed = redist::test::reversed_world();
+  const redist::mpi_communicator comm(reversed.get());
+  const recorded few = repeated_many(comm, 8);
+  const recorded many = repeated_many(comm, 800);
+  INFO("8 samples per rank: " << few.figures.allocations << " allocations of " << few.figures.allocated_bytes
+                              << " B; 800: " << many.figures.allocations << " of "
+                              << many.figures.allocated_bytes << " B (" << many.allocation_sizes() << ")");
+  MESSAGE("rank " << comm.rank() << ": allocations per call, 8 samples per rank " << few.figures.allocations
+                  << ", 800 samples " << many.figures.allocations);
+  CHECK(few.complete);
+  CHECK(many.complete);
+  // 100 times the samples: the lists that grow by doubling (pieces, copies, the encoded request) make a few
+  // more allocations each (49 in all at 2 ranks), and nothing is allocated per sample: not the store's index
+  // of the batch, not the result or its metadata (which allocated 4 per sample before).
+  CHECK(many.figures.allocations - few.figures.allocations < (800 - 8) / 10);
+}
+
 TEST_CASE("redistribute's plan form: one collective, and received samples land with no copy") {
   const auto reversed = redist::test::reversed_world();
   const redist::mpi_communicator comm(reversed.get());

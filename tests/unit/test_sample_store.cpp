@@ -1,6 +1,7 @@
 // Tests of redist::sample_store: add / holds / find / held, collect checked byte for byte against a plain
 // model of the samples, the metadata rule, metadata_batch, every error with its message, and the strong
-// guarantee of add() (also when an allocation fails part way, through a replaced operator new).
+// guarantee of add() (also when an allocation fails part way, through a replaced operator new), the id table
+// of the index and the allocations indexing a batch makes.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "redist/core/host_tensor.hpp"
 #include "redist/core/sample_store.hpp"
 #include "redist/core/sequence_batch.hpp"
+#include "redist/detail/id_table.hpp"
 
 #include "failing_allocations.hpp"
 
@@ -470,3 +472,71 @@ TEST_CASE("sample_store: random batches against the model") {
 }
 
 }  // namespace
+
+TEST_CASE("id_table: every id inserted is found with its value, others are not, across growth") {
+  redist::detail::id_table<std::uint64_t> t;
+  CHECK(t.find(0) == nullptr);
+  std::mt19937_64 rng(20261208);
+  std::set<std::uint64_t> inserted;
+  for (std::size_t round = 0; round < 6; ++round) {
+    const std::size_t more = 1 + round * 700;
+    t.reserve(more);
+    for (std::size_t i = 0; i < more; ++i) {
+      // Consecutive ids, as batches number them, and ids anywhere in the range.
+      const std::uint64_t id = i % 2 == 0 ? round * 100000 + i : rng();
+      if (!inserted.insert(id).second) continue;
+      t.insert(id, ~id);
+    }
+  }
+  CHECK(t.size() == inserted.size());
+  for (const std::uint64_t id : inserted) {
+    const std::uint64_t* v = t.find(id);
+    REQUIRE(v != nullptr);
+    CHECK(*v == ~id);
+  }
+  for (std::size_t i = 0; i < 1000; ++i) {
+    const std::uint64_t id = rng();
+    CHECK(t.contains(id) == (inserted.count(id) != 0));
+  }
+  std::set<std::uint64_t> visited;
+  t.for_each([&](std::uint64_t id, std::uint64_t v) {
+    CHECK(v == ~id);
+    visited.insert(id);
+  });
+  CHECK(visited == inserted);
+}
+
+// How many allocations borrowing `b` makes, counted through the replaced operator new.
+long allocations_of_borrow(const batch& b) {
+  store s;
+  constexpr long budget = 1L << 40;
+  {
+    const failing_allocations armed(budget);
+    s.borrow(b);
+    return budget - allocations_left;
+  }
+}
+
+TEST_CASE("sample_store: indexing a batch allocates per key, not per sample") {
+  model m;
+  m.add_key({"x", dtype::i32, {2}});
+  m.add_key({"a key whose name is too long to be stored in the string", dtype::u8, {}});
+  std::vector<sample_id> ids;
+  for (sample_id id = 0; id < 5000; ++id) {
+    ids.push_back(id * 7 + 3);
+    for (const auto& [name, spec] : m.keys) m.add(ids.back(), name, {static_cast<std::int64_t>(id % 3)});
+  }
+  const std::vector<std::string> keys{"x", "a key whose name is too long to be stored in the string"};
+  const long few = allocations_of_borrow(make_batch(m, {ids.begin(), ids.begin() + 4}, keys));
+  const long many = allocations_of_borrow(make_batch(m, ids, keys));
+  CHECK(few == many);
+  CHECK(many <= 12);  // the batch's entry, the list of new keys, per key its node, name, shape and table
+  store s;
+  const batch all = make_batch(m, ids, keys);
+  s.borrow(all);
+  for (const sample_id id : ids) {
+    REQUIRE(s.holds(id, "x"));
+    CHECK(all.ids()[s.find(id, "x")->position] == id);
+  }
+  CHECK(!s.holds(1, "x"));
+}

@@ -13,7 +13,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "redist/core/sequence_batch.hpp"
 #include "redist/core/tensor_traits.hpp"
 #include "redist/detail/checked.hpp"
+#include "redist/detail/id_table.hpp"
 
 namespace redist {
 
@@ -85,7 +85,7 @@ class sample_store {
     std::vector<std::pair<sample_id, std::string>> out;
     out.reserve(pairs_);
     for (const auto& [name, entry] : keys_)
-      for (const auto& [id, s] : entry.ids) out.emplace_back(id, name);
+      entry.ids.for_each([&, &n = name](sample_id id, const slot&) { out.emplace_back(id, n); });
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -111,7 +111,7 @@ class sample_store {
     pairs.reserve(pairs_);
     for (const auto& [name, entry] : keys_) {
       if (entry.ids.empty()) continue;
-      for (const auto& [id, s] : entry.ids) pairs.emplace_back(id, names.size());
+      entry.ids.for_each([&](sample_id id, const slot&) { pairs.emplace_back(id, names.size()); });
       names.push_back(name);
     }
     std::sort(pairs.begin(), pairs.end());
@@ -169,7 +169,7 @@ class sample_store {
     for (std::size_t f = 0; f < fields.size(); ++f) {
       if (!known[f]) continue;
       for (sample_id id : batch.ids())
-        if (known[f]->ids.count(id) != 0)
+        if (known[f]->ids.contains(id))
           detail::fail("redist::sample_store::add: id ", id, ", key '", fields[f].name, "' is already held");
     }
     if (batches_.size() >= std::numeric_limits<std::uint32_t>::max())
@@ -179,43 +179,34 @@ class sample_store {
     return true;
   }
 
-  // Indexes a batch that lives in owned_ or is borrowed; undoes everything if an allocation fails part way.
+  // Indexes a batch that lives in owned_ or is borrowed. Everything that allocates comes first (the batch's
+  // entry, new keys, room in each key's table) and is undone if it throws; the insertions cannot fail.
   void index(const batch_type& b) {
     const auto number = static_cast<std::uint32_t>(batches_.size());
-    const bool has_data = b.has_data();
-    const std::size_t nfields = b.fields().size();
     std::vector<std::string_view> created;
-    created.reserve(nfields);  // so that recording a key just created cannot throw
+    created.reserve(b.fields().size());  // so that recording a key just created cannot throw
     batches_.push_back(&b);
-    std::size_t done = 0;     // fields fully inserted
-    std::size_t partial = 0;  // ids of field `done` inserted
     try {
-      for (; done < nfields; ++done) {
-        const auto& fl = b.fields()[done];
+      for (const auto& fl : b.fields()) {
         auto it = keys_.find(fl.name);
         if (it == keys_.end()) {
           it = keys_.try_emplace(fl.name, key_entry{{fl.name, fl.dtype, fl.trailing_shape}, {}}).first;
           created.push_back(it->first);
         }
-        auto& map = it->second.ids;
-        map.reserve(map.size() + b.size());
-        for (partial = 0; partial < b.size(); ++partial)
-          map.emplace(b.ids()[partial], slot{number, static_cast<std::uint32_t>(done), partial});
-        partial = 0;
+        it->second.ids.reserve(b.size());
       }
     } catch (...) {
-      for (std::size_t f = 0; f <= done && f < nfields; ++f) {
-        auto it = keys_.find(b.fields()[f].name);
-        if (it == keys_.end()) continue;
-        const std::size_t inserted = f < done ? b.size() : partial;
-        for (std::size_t i = 0; i < inserted; ++i) it->second.ids.erase(b.ids()[i]);
-      }
       for (std::string_view name : created) keys_.erase(keys_.find(name));
       batches_.pop_back();
       throw;
     }
-    pairs_ += b.size() * nfields;
-    data_ = has_data;
+    for (std::size_t f = 0; f < b.fields().size(); ++f) {
+      auto& ids = keys_.find(b.fields()[f].name)->second.ids;
+      for (std::size_t i = 0; i < b.size(); ++i)
+        ids.insert(b.ids()[i], slot{number, static_cast<std::uint32_t>(f), i});
+    }
+    pairs_ += b.size() * b.fields().size();
+    data_ = b.has_data();
   }
 
   struct slot {
@@ -225,7 +216,7 @@ class sample_store {
   };
   struct key_entry {
     key_schema schema;
-    std::unordered_map<sample_id, slot> ids;
+    detail::id_table<slot> ids;
   };
   // The slot of every requested pair, key by key: slots[k * ids + i].
   struct request {
@@ -236,8 +227,7 @@ class sample_store {
   const slot* find_slot(sample_id id, std::string_view key) const noexcept {
     auto k = keys_.find(key);
     if (k == keys_.end()) return nullptr;
-    auto it = k->second.ids.find(id);
-    return it == k->second.ids.end() ? nullptr : &it->second;
+    return k->second.ids.find(id);
   }
 
   static void check_distinct(const std::vector<sample_id>& ids, const std::vector<std::string>& keys) {
@@ -270,10 +260,7 @@ class sample_store {
       for (std::size_t k = 0; k < keys.size(); ++k) {
         const key_entry* e = r.keys[k];
         const slot* s = nullptr;
-        if (e) {
-          auto it = e->ids.find(ids[i]);
-          if (it != e->ids.end()) s = &it->second;
-        }
+        if (e) s = e->ids.find(ids[i]);
         if (!s)
           detail::fail("redist::sample_store::", fn, ": id ", ids[i], ", key '", keys[k], "' is not held");
         r.slots[k * ids.size() + i] = *s;

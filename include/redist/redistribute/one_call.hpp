@@ -126,19 +126,18 @@ sequence_batch<Tensor> one_call(const Comm& comm, const sequence_batch<Tensor>& 
   // Received samples land in their final places; what this rank held is copied in once at the end. A rank
   // that cannot allocate them says so in the agreement instead of leaving the others waiting in it.
   std::optional<sequence_batch<Tensor>> out;
-  bool reused = false;
-  const metadata_map old_metadata = reuse != nullptr ? reuse->metadata() : metadata_map{};
+  reuse_taken taken = reuse_taken::nothing;
   if (problem_here.empty()) {
     problem_here = problem_of([&] {
       allocating(who, comm.rank(), "its result",
-                 [&] { out.emplace(make_output<Tensor>(cat, wanted, keys, metas, reuse, reused)); });
+                 [&] { out.emplace(make_output<Tensor>(cat, wanted, keys, metas, reuse, taken)); });
     });
   }
   try {
     execute<Staging, Policies...>(comm, store, p, cat, opts, out ? &*out : nullptr, call, problem_here,
                                   space);
   } catch (...) {
-    if (reused) give_back(*out, *reuse, old_metadata);
+    if (out && taken != reuse_taken::nothing) give_back(*out, *reuse, taken);
     throw;
   }
   return std::move(*out);

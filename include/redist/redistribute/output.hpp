@@ -16,18 +16,88 @@
 
 namespace redist::detail {
 
-// The one-call result: `ids` with `keys`, seqlens from the catalog, each key's tensor allocated once, or
-// taken from `reuse` (and `reused` set) when it has that layout already: these ids in this order, these keys
-// in this order with their dtypes, trailing shapes and every sample's seqlens (a valid batch's tensors then
-// have the shapes). Per-sample metadata: a name comes along when every rank that holds samples has it (a rank
-// holding none has no say), each value from the lowest rank holding the id.
+// The metadata names that come along with a one-call result: those every rank that holds samples has (a rank
+// holding none has no say), f(name) for each, in the lowest holder's order.
+template <class F>
+void for_each_result_name(const std::vector<sequence_batch<host_tensor>>& metas, F&& f) {
+  const auto holder = std::find_if(metas.begin(), metas.end(), [](const auto& m) { return m.size() != 0; });
+  if (holder == metas.end()) return;
+  for (const auto& [name, values] : holder->metadata()) {
+    const bool everywhere = std::all_of(metas.begin(), metas.end(), [&n = name](const auto& m) {
+      return m.size() == 0 || m.metadata().count(n) != 0;
+    });
+    if (everywhere) f(name);
+  }
+}
+
+// An id's value of a metadata name in the result: the lowest rank holding the id has it.
+inline const std::string& result_value(const std::vector<sequence_batch<host_tensor>>& metas,
+                                       const std::string& name, sample_id id) {
+  for (const auto& m : metas)
+    if (const auto pos = m.find(id)) return m.metadata().find(name)->second[*pos];
+  fail("redist::redistribute: no rank holds id ", id);
+}
+
+// Whether `b` has the one-call result's layout: these ids in this order, these keys in this order with their
+// dtypes, trailing shapes and every sample's seqlens, its tensors present (a valid batch's tensors then have
+// the shapes). Allocates nothing.
+template <class Tensor>
+bool has_result_layout(const sequence_batch<Tensor>& b, const catalog& cat, const std::vector<sample_id>& ids,
+                       const std::vector<std::string>& keys) {
+  if (!b.has_data() || !std::equal(b.ids().begin(), b.ids().end(), ids.begin(), ids.end()) ||
+      b.fields().size() != keys.size())
+    return false;
+  for (std::size_t f = 0; f < keys.size(); ++f) {
+    const auto& have = b.fields()[f];
+    const std::size_t k = *cat.find_key(keys[f]);
+    const auto& schema = cat.keys()[k];
+    if (have.name != keys[f] || have.dtype != schema.dtype || have.trailing_shape != schema.trailing_shape)
+      return false;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto want = cat.seqlens(ids[i], k);
+      const auto got = have.seqlens[i];
+      if (!std::equal(got.begin(), got.end(), want.begin(), want.end())) return false;
+    }
+  }
+  return true;
+}
+
+// Whether `b` (of the result's ids) carries the metadata the result would. Allocates nothing.
+template <class Tensor>
+bool has_result_metadata(const sequence_batch<Tensor>& b,
+                         const std::vector<sequence_batch<host_tensor>>& metas,
+                         const std::vector<sample_id>& ids) {
+  std::size_t names = 0;
+  bool same = true;
+  for_each_result_name(metas, [&](const std::string& name) {
+    ++names;
+    const auto column = b.metadata().find(name);
+    same = same && column != b.metadata().end();
+    for (std::size_t i = 0; i < ids.size() && same; ++i)
+      same = column->second[i] == result_value(metas, name, ids[i]);
+  });
+  return same && names == b.metadata().size();
+}
+
+// What make_output() took of the batch it was given to reuse.
+enum class reuse_taken { nothing, tensors, all };
+
+// The one-call result: `ids` with `keys`, seqlens from the catalog, per-sample metadata as
+// for_each_result_name() says, each key's tensor allocated once. When `reuse` has the result's layout, its
+// tensors are taken: all of reuse, with nothing allocated, when its metadata is the result's too.
 template <class Tensor>
 sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_id>& ids,
                                    const std::vector<std::string>& keys,
                                    const std::vector<sequence_batch<host_tensor>>& metas,
-                                   sequence_batch<Tensor>* reuse, bool& reused) {
+                                   sequence_batch<Tensor>* reuse, reuse_taken& taken) {
+  taken = reuse_taken::nothing;
+  if (reuse != nullptr && has_result_layout(*reuse, cat, ids, keys)) {
+    taken = reuse_taken::all;
+    if (has_result_metadata(*reuse, metas, ids)) return std::move(*reuse);
+    taken = reuse_taken::tensors;
+  }
+  const bool reused = taken == reuse_taken::tensors;
   std::vector<typename sequence_batch<Tensor>::field> fields;
-  std::vector<std::int64_t> tokens;
   for (const auto& name : keys) {
     const std::size_t k = *cat.find_key(name);
     const auto& schema = cat.keys()[k];
@@ -37,51 +107,35 @@ sequence_batch<Tensor> make_output(const catalog& cat, const std::vector<sample_
       lens.push_back(cat.seqlens(id, k));
       total += cat.tokens(id, k);
     }
-    fields.push_back({name, schema.dtype, schema.trailing_shape, std::move(lens), std::nullopt});
-    tokens.push_back(total);
-  }
-  reused = reuse != nullptr && reuse->has_data() &&
-           std::equal(reuse->ids().begin(), reuse->ids().end(), ids.begin(), ids.end()) &&
-           std::equal(reuse->fields().begin(), reuse->fields().end(), fields.begin(), fields.end(),
-                      [](const auto& have, const auto& want) {
-                        return have.name == want.name && have.dtype == want.dtype &&
-                               have.trailing_shape == want.trailing_shape && have.seqlens == want.seqlens;
-                      });
-  for (std::size_t f = 0; f < fields.size(); ++f) {
-    auto& field = fields[f];
-    std::vector<std::int64_t> shape{tokens[f]};
-    shape.insert(shape.end(), field.trailing_shape.begin(), field.trailing_shape.end());
-    field.data =
-        reused ? std::move(reuse->data(field.name)) : tensor_traits<Tensor>::allocate(field.dtype, shape);
+    std::vector<std::int64_t> shape{total};
+    shape.insert(shape.end(), schema.trailing_shape.begin(), schema.trailing_shape.end());
+    fields.push_back(
+        {name, schema.dtype, schema.trailing_shape, std::move(lens),
+         reused ? std::move(reuse->data(name)) : tensor_traits<Tensor>::allocate(schema.dtype, shape)});
   }
   metadata_map metadata;
-  const auto holder = std::find_if(metas.begin(), metas.end(), [](const auto& m) { return m.size() != 0; });
-  if (holder != metas.end()) {
-    for (const auto& [name, values] : holder->metadata()) {
-      const bool everywhere = std::all_of(metas.begin(), metas.end(), [&n = name](const auto& m) {
-        return m.size() == 0 || m.metadata().count(n) != 0;
-      });
-      if (!everywhere) continue;
-      auto& column = metadata[name];
-      for (sample_id id : ids)
-        for (const auto& m : metas)
-          if (const auto pos = m.find(id)) {
-            column.push_back(m.metadata().find(name)->second[*pos]);
-            break;
-          }
-    }
-  }
+  for_each_result_name(metas, [&](const std::string& name) {
+    auto& column = metadata[name];
+    column.reserve(ids.size());
+    for (sample_id id : ids) column.push_back(result_value(metas, name, id));
+  });
   return sequence_batch<Tensor>(ids, std::move(fields), std::move(metadata));
 }
 
-// Gives a reused output its tensors back, with its old metadata, after a failed call.
+// Gives a reused output what make_output() took of it back to it from `result`, after a failed call.
 template <class Tensor>
-void give_back(sequence_batch<Tensor>& result, sequence_batch<Tensor>& out, metadata_map old_metadata) {
+void give_back(sequence_batch<Tensor>& result, sequence_batch<Tensor>& out, reuse_taken taken) {
+  if (taken == reuse_taken::nothing) return;
+  if (taken == reuse_taken::all) {
+    out = std::move(result);
+    return;
+  }
   std::vector<typename sequence_batch<Tensor>::field> fields;
   for (const auto& f : result.fields())
     fields.push_back({f.name, f.dtype, f.trailing_shape, f.seqlens, std::move(result.data(f.name))});
+  metadata_map metadata = out.metadata();
   out = sequence_batch<Tensor>(std::vector<sample_id>(result.ids().begin(), result.ids().end()),
-                               std::move(fields), std::move(old_metadata));
+                               std::move(fields), std::move(metadata));
 }
 
 }  // namespace redist::detail
