@@ -769,9 +769,9 @@ int main(int argc, char** argv) {
             if (comm.allreduce_min(h) != comm.allreduce_max(h)) failed = true;
           });
           phase(3, [&] {
-            bool reused = false;
+            redist::detail::reuse_taken taken{};
             out = redist::detail::make_output<redist::host_tensor>(low.cat, wanted, low.keys, low.metas,
-                                                                   nullptr, reused);
+                                                                   nullptr, taken);
           });
           std::optional<redist::detail::output_sink<redist::host_tensor>> sink;
           std::optional<

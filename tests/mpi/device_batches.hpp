@@ -41,8 +41,13 @@ inline host_batch make_host(int r, std::size_t per_rank, std::uint64_t seed) {
     auto bytes = t.bytes();
     for (std::size_t i = 0; i < bytes.size(); ++i)
       bytes[i] = static_cast<std::byte>(draw(seed + 1, static_cast<std::uint64_t>(r), k, i));
-    if (keys[k].first == dtype::f64)
-      for (auto& v : t.values<double>()) v = static_cast<double>(static_cast<std::int64_t>(v) % 100000) / 8;
+    if (keys[k].first == dtype::f64) {  // exact in float32: multiples of 1/8 below 12,500 in magnitude
+      const auto values = t.values<double>();
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const auto d = draw(seed + 2, static_cast<std::uint64_t>(r), k, i) % 200000;
+        values[i] = (static_cast<double>(d) - 100000) / 8;
+      }
+    }
     if (keys[k].first == dtype::bf16)
       for (auto& v : t.values<redist::bf16>()) v.bits &= 0x3fff;
     fields.push_back(
