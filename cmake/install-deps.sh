@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build g++ clang-14 clang-format-14 # toolchains (g++ brings libasan/libubsan for the gcc preset's sanitizers)
+  cmake ninja-build g++ clang-14 clang-format-14 # toolchains (g++ brings libasan for the gcc preset)
   libclang-rt-14-dev                             # libFuzzer, ASan and UBSan for clang: the fuzz targets
   valgrind                                       # memcheck of an MPI test at 2 ranks
   libopenmpi-dev openmpi-bin                     # the MPI backend and mpirun for the MPI tests and examples
